@@ -1,0 +1,44 @@
+"""The local stack's command line: ``python -m devstack COMMAND`` (the Makefile's targets call it)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the AWS emulator and the warehouse in the foreground")
+    up.add_argument("--state-dir", type=Path, help="where data and stack.env live (default .local)")
+    up.add_argument("--aws-host", default="127.0.0.1", help="address the emulator binds (0.0.0.0 in compose)")
+    up.add_argument("--aws-port", type=int, default=5555, help="emulator port (0: any free port)")
+    up.add_argument("--pg-port", type=int, default=5433, help="embedded PostgreSQL port (0: any free port)")
+    up.add_argument("--warehouse-url", help="use this PostgreSQL for warehouse_db instead of the embedded one")
+    up.add_argument("--totesys-url", help="use this PostgreSQL for totesys_db instead of the embedded one")
+    up.add_argument("--airflow-url", help="Airflow metadata database (default: the stack's PostgreSQL)")
+    up.add_argument("--no-airflow-db", action="store_true", help="do not migrate an Airflow metadata database")
+    up.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process dies")
+
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        from devstack.stack import DEFAULT_STATE_DIR, StackOptions, run_foreground
+
+        options = StackOptions(
+            state_dir=(args.state_dir or DEFAULT_STATE_DIR).resolve(),
+            aws_host=args.aws_host,
+            aws_port=args.aws_port,
+            pg_port=args.pg_port,
+            warehouse_url=args.warehouse_url,
+            totesys_url=args.totesys_url,
+            airflow_url=args.airflow_url,
+            migrate_airflow_db=not args.no_airflow_db,
+        )
+        run_foreground(options, exit_with_parent=args.exit_with_parent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""Glue job runs that really run, inside moto's server.
+
+moto accepts ``StartJobRun`` and runs nothing: its ``FakeJobRun`` walks STARTING -> RUNNING ->
+SUCCEEDED as it is polled and reports ``ExecutionTime`` 123 whatever happened. ``install()``
+replaces that, in the process that serves moto, with a run that:
+
+- downloads the job's ``Command.ScriptLocation`` from the emulated S3;
+- runs it as its own Python process (through ``glue_launcher.py``, which refuses Spark and
+  ``awsglue`` with a clear message) with ``--JOB_NAME``, ``--JOB_RUN_ID``, the job's default
+  arguments, the run's arguments and the non-overridable ones, in AWS Glue's precedence order;
+- gives it ``AWS_ENDPOINT_URL``, a region and dummy credentials, so boto3 and pyarrow in the
+  script reach the emulator;
+- reports RUNNING until the process ends, then SUCCEEDED, or FAILED with ``ErrorMessage`` set to
+  the script's error (the last line of its traceback), or TIMEOUT, or STOPPED after
+  ``BatchStopJobRun``; ``ExecutionTime`` is the real run time;
+- streams stdout and stderr into CloudWatch Logs groups ``/aws-glue/jobs/output`` and
+  ``/aws-glue/jobs/error`` (stream = run id) while it runs, which is where
+  ``GlueJobOperator(verbose=True)`` reads them from.
+
+``MaxConcurrentRuns`` holds as on AWS because a run counts as active until its process ends.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from moto.glue import models as glue_models
+from moto.glue.exceptions import ConcurrentRunsExceededException
+from moto.glue.responses import GlueResponse
+from moto.logs.exceptions import ResourceAlreadyExistsException
+from moto.logs.models import logs_backends
+from moto.s3.models import s3_backends
+
+LOG_GROUP_PREFIX = "/aws-glue/jobs"
+OUTPUT_LOG_GROUP = f"{LOG_GROUP_PREFIX}/output"
+ERROR_LOG_GROUP = f"{LOG_GROUP_PREFIX}/error"
+LAUNCHER = Path(__file__).with_name("glue_launcher.py")
+ACTIVE_STATES = {"STARTING", "RUNNING", "STOPPING"}
+
+# Set by the emulator once it knows the address it serves on; the scripts call back into it.
+_endpoint_url: str | None = None
+_installed = False
+
+
+def install(endpoint_url: str) -> None:
+    """Patch moto so that Glue job runs execute their scripts. Idempotent."""
+    global _endpoint_url, _installed
+    _endpoint_url = endpoint_url
+    if _installed:
+        return
+    glue_models.FakeJob.start_job_run = _start_job_run
+    GlueResponse.batch_stop_job_run = _batch_stop_job_run_response
+    _installed = True
+
+
+class LocalJobRun(glue_models.FakeJobRun):
+    """A job run backed by a real process; its state is the process's, not a polling counter."""
+
+    def __init__(self, job: glue_models.FakeJob, arguments: dict[str, str], **run_options: Any):
+        super().__init__(job_name=job.name, arguments=arguments, **run_options)
+        self._state = "STARTING"
+        self._job = job
+        self._process: subprocess.Popen | None = None
+        self._stop_requested = threading.Event()
+        self.error_message: str | None = None
+        self.started_on = datetime.now(UTC)
+        self.completed_on = None
+        self._finished_at: float | None = None
+        self._started_at = time.monotonic()
+
+    # moto's ManagedState drives `status` from a polling counter; a real run has a real state.
+    @property
+    def status(self) -> str:
+        return self._state
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self._state = value
+
+    def advance(self) -> None:
+        pass
+
+    def as_dict(self) -> dict[str, Any]:
+        data = super().as_dict()
+        end = self._finished_at or time.monotonic()
+        data.update(
+            JobRunState=self._state,
+            ExecutionTime=int(round(end - self._started_at)),
+            LogGroupName=LOG_GROUP_PREFIX,
+            GlueVersion=self._job.glue_version or "5.0",
+            StartedOn=self.started_on,
+            LastModifiedOn=self.completed_on or self.started_on,
+        )
+        if self.completed_on is None:
+            data.pop("CompletedOn", None)
+        else:
+            data["CompletedOn"] = self.completed_on
+        if self.error_message:
+            data["ErrorMessage"] = self.error_message
+        return data
+
+    # -- running ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=f"glue-{self.job_run_id[:12]}", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop_requested.set()
+        if self._state in ACTIVE_STATES:
+            self._state = "STOPPING"
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+
+    def _run(self) -> None:
+        logs = _JobRunLogs(self._job.backend.account_id, self._job.backend.region_name, self.job_run_id)
+        try:
+            with tempfile.TemporaryDirectory(prefix="glue-run-") as workdir:
+                script = self._download_script(Path(workdir))
+                self._execute(script, workdir, logs)
+        except Exception as error:  # the run must end in a state, whatever went wrong
+            self._finish("FAILED", f"{type(error).__name__}: {error}")
+            logs.write(ERROR_LOG_GROUP, [f"local Glue emulator: {self.error_message}"])
+
+    def _download_script(self, workdir: Path) -> Path:
+        location = (self._job.command or {}).get("ScriptLocation", "")
+        if not location.startswith("s3://"):
+            raise ValueError(f"job {self.job_name} has no s3:// ScriptLocation (got {location!r})")
+        bucket, _, key = location[len("s3://") :].partition("/")
+        s3 = s3_backends[self._job.backend.account_id]["aws"]
+        obj = s3.get_object(bucket, key)
+        if obj is None:
+            raise FileNotFoundError(f"script not found at {location}")
+        script = workdir / (Path(key).name or "script.py")
+        script.write_bytes(obj.value)
+        return script
+
+    def _command(self, script: Path) -> list[str]:
+        argv = [sys.executable, "-u", str(LAUNCHER), str(script)]
+        argv += ["--JOB_NAME", self.job_name, "--JOB_RUN_ID", self.job_run_id]
+        for name, value in (self.arguments or {}).items():
+            argv += [name if name.startswith("--") else f"--{name}", str(value)]
+        return argv
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            AWS_ENDPOINT_URL=_endpoint_url or "",
+            AWS_DEFAULT_REGION=self._job.backend.region_name,
+            AWS_REGION=self._job.backend.region_name,
+            PYTHONUNBUFFERED="1",
+        )
+        env.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        return env
+
+    def _execute(self, script: Path, workdir: str, logs: _JobRunLogs) -> None:
+        if self._stop_requested.is_set():
+            self._finish("STOPPED")
+            return
+        self._process = subprocess.Popen(
+            self._command(script),
+            cwd=workdir,
+            env=self._environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+        self._state = "RUNNING"
+        stderr_tail: list[str] = []
+        pumps = [
+            threading.Thread(target=logs.pump, args=(self._process.stdout, OUTPUT_LOG_GROUP, None)),
+            threading.Thread(target=logs.pump, args=(self._process.stderr, ERROR_LOG_GROUP, stderr_tail)),
+        ]
+        for pump in pumps:
+            pump.start()
+        timeout_minutes = self.timeout or self._job.timeout
+        try:
+            exit_code = self._process.wait(timeout=timeout_minutes * 60 if timeout_minutes else None)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+            for pump in pumps:
+                pump.join()
+            self._finish("TIMEOUT", f"Job run timed out after {timeout_minutes} minutes")
+            return
+        for pump in pumps:
+            pump.join()
+        if self._stop_requested.is_set():
+            self._finish("STOPPED")
+        elif exit_code == 0:
+            self._finish("SUCCEEDED")
+        else:
+            self._finish("FAILED", _error_from_stderr(stderr_tail, exit_code))
+
+    def _finish(self, state: str, error_message: str | None = None) -> None:
+        self._finished_at = time.monotonic()
+        self.completed_on = datetime.now(UTC)
+        self.error_message = error_message
+        self._state = state
+
+
+def _error_from_stderr(stderr_tail: list[str], exit_code: int) -> str:
+    """The script's error as Glue reports it: the last line of the traceback, or the exit code."""
+    lines = [line.strip() for line in stderr_tail if line.strip()]
+    if not lines:
+        return f"script exited with code {exit_code}"
+    return lines[-1][:2048]
+
+
+class _JobRunLogs:
+    """Writes a run's output into moto's CloudWatch Logs backend, as Glue's continuous logging does."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, account_id: str, region: str, stream: str):
+        self._backend = logs_backends[account_id][region]
+        self._stream = stream
+
+    def _ensure_stream(self, group: str) -> None:
+        with self._lock:
+            try:
+                self._backend.create_log_group(group, {})
+            except ResourceAlreadyExistsException:
+                pass
+            if self._stream not in self._backend.groups[group].streams:
+                self._backend.create_log_stream(group, self._stream)
+
+    def write(self, group: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        self._ensure_stream(group)
+        now = int(time.time() * 1000)
+        with self._lock:
+            self._backend.put_log_events(
+                group, self._stream, [{"timestamp": now, "message": line} for line in lines]
+            )
+
+    def pump(self, pipe, group: str, tail: list[str] | None) -> None:
+        """Copy a pipe into the log group line by line, flushing at least every 0.2 s."""
+        self._ensure_stream(group)
+        pending: list[str] = []
+        last_flush = time.monotonic()
+        for line in pipe:
+            line = line.rstrip("\n")
+            pending.append(line)
+            if tail is not None:
+                tail.append(line)
+                del tail[:-50]
+            if len(pending) >= 200 or time.monotonic() - last_flush > 0.2:
+                self.write(group, pending)
+                pending, last_flush = [], time.monotonic()
+        self.write(group, pending)
+
+
+def _start_job_run(
+    self: glue_models.FakeJob,
+    allocated_capacity: int | None = None,
+    max_capacity: float | None = None,
+    timeout: int | None = None,
+    worker_type: str | None = None,
+    security_configuration: str | None = None,
+    number_of_workers: int | None = None,
+    notification_property: dict[str, int] | None = None,
+    previous_run_id: str | None = None,
+    arguments: dict[str, str] | None = None,
+) -> str:
+    """Replacement for ``FakeJob.start_job_run``: same checks, but the run really runs."""
+    active = [run for run in self.job_runs if run.status in ACTIVE_STATES]
+    if len(active) >= self.execution_property.get("MaxConcurrentRuns", 1):
+        raise ConcurrentRunsExceededException(f"Job with name {self.name} already running")
+    run_arguments = {**self.default_arguments, **(arguments or {}), **(self.non_overridable_arguments or {})}
+    run = LocalJobRun(
+        self,
+        run_arguments,
+        allocated_capacity=allocated_capacity or self.allocated_capacity,
+        max_capacity=max_capacity or self.max_capacity,
+        timeout=timeout or self.timeout,
+        worker_type=worker_type or self.worker_type,
+        security_configuration=security_configuration or self.security_configuration,
+        number_of_workers=number_of_workers or self.number_of_workers,
+        notification_property=notification_property or self.notification_property,
+        job_run_id=previous_run_id,
+    )
+    self.job_runs.append(run)
+    run.start()
+    return run.job_run_id
+
+
+def _batch_stop_job_run_response(self: GlueResponse):
+    """``BatchStopJobRun``, which moto lacks: stops each run's process."""
+    from moto.core.responses import ActionResult
+
+    job_name = self._get_param("JobName")
+    stopped, errors = [], []
+    job = self.glue_backend.get_job(job_name)
+    for run_id in self._get_param("JobRunIds") or []:
+        run = next((r for r in job.job_runs if r.job_run_id == run_id), None)
+        if run is None:
+            errors.append(
+                {
+                    "JobName": job_name,
+                    "JobRunId": run_id,
+                    "ErrorDetail": {"ErrorCode": "EntityNotFoundException", "ErrorMessage": "no such run"},
+                }
+            )
+            continue
+        if isinstance(run, LocalJobRun):
+            run.stop()
+        stopped.append({"JobName": job_name, "JobRunId": run_id})
+    return ActionResult({"SuccessfulSubmissions": stopped, "Errors": errors})

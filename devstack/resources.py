@@ -1,0 +1,112 @@
+"""The one definition of the AWS resources the local stack provisions.
+
+``make stack``, the docker-compose init service, the demo and the tests all provision from
+here, so a bucket or topic named in CONTRACTS.md exists in every local environment and nowhere
+is a second list to keep in step. Provisioning is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+REGION = "eu-west-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+
+BUCKETS = (
+    "fo-to-dw-orders-landing-area",
+    "fo-to-dw-orders-staging-area",
+    "totesys-ingestion",
+    "totesys-processed",
+    "etl-glue-artifacts",
+)
+
+# Each topic has an SQS queue subscribed, named after it with "-inbox", so every published
+# message can be read back (CONTRACTS.md, Notifications).
+TOPICS = ("etl-success", "etl-failure")
+
+GLUE_ROLE_NAME = "etl-glue-job-role"
+
+# Secrets Manager secrets the Glue jobs read their database credentials from, built from the
+# Airflow connection of the same purpose: secret id -> connection id.
+DATABASE_SECRETS = {"etl/warehouse": "warehouse_db", "etl/totesys": "totesys_db"}
+
+
+def inbox_queue(topic: str) -> str:
+    return f"{topic}-inbox"
+
+
+def topic_arn(topic: str, region: str = REGION, account_id: str = ACCOUNT_ID) -> str:
+    return f"arn:aws:sns:{region}:{account_id}:{topic}"
+
+
+def provision(session, database_urls: Mapping[str, str]) -> None:
+    """Create every bucket, topic, inbox queue, role and secret that does not exist yet.
+
+    ``session`` is a boto3 Session whose clients reach the emulator (``AWS_ENDPOINT_URL``);
+    ``database_urls`` maps a connection id (``warehouse_db``, ``totesys_db``) to its URL.
+    """
+    s3 = session.client("s3")
+    for bucket in BUCKETS:
+        try:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": session.region_name})
+        except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+            pass
+
+    sns, sqs = session.client("sns"), session.client("sqs")
+    for topic in TOPICS:
+        arn = sns.create_topic(Name=topic)["TopicArn"]
+        queue_url = sqs.create_queue(QueueName=inbox_queue(topic))["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        subscribed = {
+            s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
+        }
+        if queue_arn not in subscribed:
+            sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
+
+    iam = session.client("iam")
+    try:
+        iam.create_role(
+            RoleName=GLUE_ROLE_NAME,
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "glue.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+        )
+    except iam.exceptions.EntityAlreadyExistsException:
+        pass
+
+    secrets = session.client("secretsmanager")
+    for secret_id, conn_id in DATABASE_SECRETS.items():
+        if conn_id not in database_urls:
+            continue
+        value = json.dumps(_secret_from_url(database_urls[conn_id]))
+        try:
+            secrets.create_secret(Name=secret_id, SecretString=value)
+        except secrets.exceptions.ResourceExistsException:
+            secrets.put_secret_value(SecretId=secret_id, SecretString=value)
+
+
+def _secret_from_url(url: str) -> dict:
+    """The RDS-style secret shape: host, port, dbname, username, password."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    return {
+        "engine": "postgres",
+        "host": parts.hostname,
+        "port": parts.port or 5432,
+        "dbname": parts.path.lstrip("/"),
+        "username": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+    }
