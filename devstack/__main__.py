@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-airflow-db", action="store_true", help="do not migrate an Airflow metadata database")
     up.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process dies")
 
+    bundle = commands.add_parser("bundle", help="build the MWAA deployment in dist/mwaa")
+    bundle.add_argument("--out", type=Path, default=Path("dist/mwaa"))
+
     args = parser.parse_args(argv)
     if args.command == "up":
         from devstack.stack import DEFAULT_STATE_DIR, StackOptions, run_foreground
@@ -37,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
             migrate_airflow_db=not args.no_airflow_db,
         )
         run_foreground(options, exit_with_parent=args.exit_with_parent)
+    elif args.command == "bundle":
+        from devstack.bundle import build
+
+        out = build(args.out.resolve())
+        print(f"MWAA bundle in {out}: dags/ (with include/), plugins.zip, requirements.txt")
     return 0
 
 

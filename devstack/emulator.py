@@ -8,6 +8,8 @@ its endpoint URL only, exactly as it would reach AWS.
 
 from __future__ import annotations
 
+import logging
+
 from moto.server import ThreadedMotoServer
 
 from devstack import crawler, glue_jobs
@@ -19,6 +21,8 @@ class Emulator:
         self._host = host
 
     def start(self) -> str:
+        # One access-log line per request drowns everything else the stack prints.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.start()
         _, port = self._server.get_host_and_port()
         # Glue scripts run on this machine: they call back on loopback whatever the bind address.

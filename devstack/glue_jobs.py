@@ -17,7 +17,8 @@ replaces that, in the process that serves moto, with a run that:
   ``/aws-glue/jobs/error`` (stream = run id) while it runs, which is where
   ``GlueJobOperator(verbose=True)`` reads them from.
 
-``MaxConcurrentRuns`` holds as on AWS because a run counts as active until its process ends.
+``UpdateJob`` and ``BatchStopJobRun``, which moto lacks, are added (the operator's
+``update_config=True`` and ``stop_job_run_on_kill`` use them). ``MaxConcurrentRuns`` holds as on AWS because a run counts as active until its process ends.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def install(endpoint_url: str) -> None:
         return
     glue_models.FakeJob.start_job_run = _start_job_run
     GlueResponse.batch_stop_job_run = _batch_stop_job_run_response
+    GlueResponse.update_job = _update_job_response
     _installed = True
 
 
@@ -319,3 +321,40 @@ def _batch_stop_job_run_response(self: GlueResponse):
             run.stop()
         stopped.append({"JobName": job_name, "JobRunId": run_id})
     return ActionResult({"SuccessfulSubmissions": stopped, "Errors": errors})
+
+
+# JobUpdate field -> FakeJob attribute, for the fields a job definition carries.
+_JOB_UPDATE_FIELDS = {
+    "Description": "description",
+    "LogUri": "log_uri",
+    "Role": "role",
+    "ExecutionProperty": "execution_property",
+    "Command": "command",
+    "DefaultArguments": "default_arguments",
+    "NonOverridableArguments": "non_overridable_arguments",
+    "Connections": "connections",
+    "MaxRetries": "max_retries",
+    "AllocatedCapacity": "allocated_capacity",
+    "Timeout": "timeout",
+    "MaxCapacity": "max_capacity",
+    "WorkerType": "worker_type",
+    "NumberOfWorkers": "number_of_workers",
+    "SecurityConfiguration": "security_configuration",
+    "NotificationProperty": "notification_property",
+    "GlueVersion": "glue_version",
+    "ExecutionClass": "execution_class",
+}
+
+
+def _update_job_response(self: GlueResponse):
+    """``UpdateJob``, which moto lacks: as on AWS, the update replaces the job's definition."""
+    from moto.core.responses import ActionResult
+
+    job_name = self._get_param("JobName")
+    job = self.glue_backend.get_job(job_name)
+    update = self._get_param("JobUpdate") or {}
+    for field, attribute in _JOB_UPDATE_FIELDS.items():
+        if field in update:
+            setattr(job, attribute, update[field])
+    job.last_modified_on = datetime.now(UTC)
+    return ActionResult({"JobName": job_name})

@@ -7,6 +7,7 @@ environment variables.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 AWS_CONN_ID = "aws_default"
@@ -14,10 +15,8 @@ WAREHOUSE_CONN_ID = "warehouse_db"
 TOTESYS_CONN_ID = "totesys_db"
 
 # SNS topics (names or full ARNs), overridable with the Airflow Variables of the same name.
-SUCCESS_TOPIC_VARIABLE = "etl_success_topic"
-FAILURE_TOPIC_VARIABLE = "etl_failure_topic"
-DEFAULT_SUCCESS_TOPIC = "etl-success"
-DEFAULT_FAILURE_TOPIC = "etl-failure"
+SUCCESS_TOPIC = "{{ var.value.get('etl_success_topic', 'etl-success') }}"
+FAILURE_TOPIC = "{{ var.value.get('etl_failure_topic', 'etl-failure') }}"
 
 # Glue: where GlueJobOperator uploads the scripts versioned beside the DAGs, and the
 # role the jobs and crawlers assume. Both overridable with Airflow Variables.
@@ -35,4 +34,38 @@ BATCH_MARKER_PREFIX = "batch-completion/"
 BATCH_ID_PATTERN = r"[A-Za-z0-9_.-]{1,128}"
 
 DEFAULT_RETRIES = 2
-DEFAULT_RETRY_DELAY = timedelta(seconds=30)
+# Environment-tunable so the test suite need not wait out production back-offs.
+DEFAULT_RETRY_DELAY = timedelta(seconds=float(os.environ.get("ETL_RETRY_DELAY_SECONDS", "30")))
+
+
+def default_args(pipeline: str, landing_bucket: str | None = None) -> dict:
+    """Owner, retries and the failure notifier, for every task of a pipeline's DAG."""
+    from etl_toolkit.notify import BatchFailureNotifier
+
+    return {
+        "owner": "data-engineering",
+        "retries": DEFAULT_RETRIES,
+        "retry_delay": DEFAULT_RETRY_DELAY,
+        "on_failure_callback": [BatchFailureNotifier(pipeline=pipeline, landing_bucket=landing_bucket)],
+    }
+
+
+def batch_params() -> dict:
+    """The trigger form of every marker-driven DAG: which batch, and whether to load it again."""
+    from airflow.sdk import Param
+
+    return {
+        "batch_id": Param(
+            None,
+            type=["null", "string"],
+            pattern=f"^{BATCH_ID_PATTERN}$",
+            title="Batch id",
+            description="Run this batch now (its marker may be pending or set aside). Empty: wait for the next marker.",
+        ),
+        "reprocess": Param(
+            False,
+            type="boolean",
+            title="Reprocess",
+            description="Load the batch again even if it already loaded (the result is the same warehouse state).",
+        ),
+    }

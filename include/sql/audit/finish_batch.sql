@@ -1,0 +1,4 @@
+-- Close a batch's audit row with its outcome.
+UPDATE audit.batches
+SET status = %(status)s, finished_at = %(now)s, error = %(error)s
+WHERE pipeline = %(pipeline)s AND batch_id = %(batch_id)s AND dag_run_id = %(dag_run_id)s;

@@ -1,0 +1,316 @@
+"""Completion markers: sense them, validate them, claim a batch exactly once, set it aside.
+
+Upstream writes ``s3://<landing>/batch-completion/<batch_id>.json`` after a batch's last data
+object (CONTRACTS.md). A DAG run:
+
+1. waits for any key under ``batch-completion/`` with a deferrable ``S3KeySensor`` (the wait
+   happens in the triggerer and holds no worker slot), unless the run was started for a given
+   batch from the UI;
+2. claims the oldest valid marker (or the requested batch): keys that are not
+   ``<batch_id>.json`` are moved to ``batch-archive/rejected/`` with the reason and never
+   processed; the marker body is parsed and checked; the claim is recorded in
+   ``audit.batches``, where a batch that already loaded is reported as a no-op unless the run
+   asks to reprocess;
+3. at the end moves the marker to ``batch-archive/loaded/`` (or, on failure, the failure
+   notifier moves it to ``batch-archive/failed/`` with the reason), so the sensor never sees the
+   same marker twice and writing it again runs the batch again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.sdk import TriggerRule, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from etl_toolkit.config import AWS_CONN_ID, BATCH_ID_PATTERN, BATCH_MARKER_PREFIX
+
+ARCHIVE_PREFIX = "batch-archive/"
+_MARKER_KEY = re.compile(rf"^{re.escape(BATCH_MARKER_PREFIX)}(?P<batch_id>{BATCH_ID_PATTERN})\.json$")
+_BATCH_ID = re.compile(rf"^{BATCH_ID_PATTERN}$")
+_log = logging.getLogger(__name__)
+
+# The claimed batch, for operators' templated arguments (e.g. a Glue job's script_args).
+BATCH_ID = "{{ ti.xcom_pull(task_ids='claim_batch')['batch_id'] }}"
+STARTED_AT = "{{ ti.xcom_pull(task_ids='claim_batch')['started_at'] or '' }}"
+COMPLETED_AT = "{{ ti.xcom_pull(task_ids='claim_batch')['completed_at'] or '' }}"
+
+
+class InvalidMarker(ValueError):
+    """A marker that breaks the contract; the message names the marker and the reason."""
+
+
+@dataclass(frozen=True)
+class Marker:
+    batch_id: str
+    key: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    expected_counts: dict[str, int] = field(default_factory=dict)
+
+    def to_xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def marker_key(batch_id: str) -> str:
+    if not _BATCH_ID.match(batch_id or ""):
+        raise InvalidMarker(f"batch id {batch_id!r} does not match {BATCH_ID_PATTERN}")
+    return f"{BATCH_MARKER_PREFIX}{batch_id}.json"
+
+
+def batch_id_from_key(key: str) -> str:
+    match = _MARKER_KEY.match(key)
+    if not match:
+        raise InvalidMarker(
+            f"marker key {key!r} is not {BATCH_MARKER_PREFIX}<batch_id>.json with a batch id "
+            f"matching {BATCH_ID_PATTERN}"
+        )
+    return match["batch_id"]
+
+
+def parse_marker(key: str, body: bytes | str) -> Marker:
+    """Validate a marker against the contract; raise InvalidMarker naming the key and the reason."""
+    batch_id = batch_id_from_key(key)
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    if not text.strip():
+        return Marker(batch_id=batch_id, key=key)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidMarker(f"marker {key} (batch {batch_id}) is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise InvalidMarker(f"marker {key} (batch {batch_id}) must be a JSON object, got {type(data).__name__}")
+    if "batch_id" in data and data["batch_id"] != batch_id:
+        raise InvalidMarker(
+            f"marker {key} says batch_id {data['batch_id']!r} but its file name says {batch_id!r}"
+        )
+    for stamp in ("started_at", "completed_at"):
+        if data.get(stamp) is not None:
+            _parse_timestamp(key, stamp, data[stamp])
+    counts = data.get("expected_counts") or {}
+    if not isinstance(counts, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()
+    ):
+        raise InvalidMarker(
+            f"marker {key} (batch {batch_id}): expected_counts must map names to non-negative integers"
+        )
+    return Marker(batch_id, key, data.get("started_at"), data.get("completed_at"), dict(counts))
+
+
+def _parse_timestamp(key: str, name: str, value: Any) -> datetime:
+    try:
+        stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidMarker(f"marker {key}: {name} {value!r} is not an ISO-8601 timestamp") from None
+    if stamp.tzinfo is None:
+        raise InvalidMarker(f"marker {key}: {name} {value!r} has no time zone (UTC expected)")
+    return stamp.astimezone(UTC)
+
+
+class BatchMarkerSensor(S3KeySensor):
+    """Waits (deferred, in the triggerer) for any key under ``batch-completion/``.
+
+    A run started for a given batch (``params.batch_id``) does not wait: the claim task finds
+    that batch's marker wherever it is.
+    """
+
+    def __init__(self, *, bucket_name: str, aws_conn_id: str = AWS_CONN_ID, **kwargs):
+        kwargs.setdefault("deferrable", True)
+        kwargs.setdefault("poke_interval", 30)
+        kwargs.setdefault("timeout", 24 * 60 * 60)
+        kwargs.setdefault("soft_fail", True)  # a quiet day ends the run skipped, not failed
+        super().__init__(
+            bucket_name=bucket_name,
+            bucket_key=f"{BATCH_MARKER_PREFIX}*",
+            wildcard_match=True,
+            aws_conn_id=aws_conn_id,
+            **kwargs,
+        )
+
+    def execute(self, context):
+        batch_id = (context.get("params") or {}).get("batch_id")
+        if batch_id:
+            self.log.info("Run started for batch %s: not waiting for a new marker.", batch_id)
+            return None
+        return super().execute(context)
+
+
+class MarkerStore:
+    """The landing bucket's markers and their archive, through the Amazon provider's S3Hook."""
+
+    def __init__(self, bucket: str, aws_conn_id: str = AWS_CONN_ID):
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        self.bucket = bucket
+        self.s3 = S3Hook(aws_conn_id=aws_conn_id)
+
+    def pending(self) -> list[dict[str, Any]]:
+        """Keys under batch-completion/, oldest first (ties by key, so the order is stable)."""
+        client = self.s3.get_conn()
+        objects: list[dict[str, Any]] = []
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=BATCH_MARKER_PREFIX
+        ):
+            objects += page.get("Contents", [])
+        return sorted(objects, key=lambda o: (o["LastModified"], o["Key"]))
+
+    def read(self, key: str) -> bytes:
+        return self.s3.get_conn().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def find(self, batch_id: str) -> str | None:
+        """Where a batch's marker is now: pending, or set aside after a failure or a load."""
+        for key in (
+            marker_key(batch_id),
+            f"{ARCHIVE_PREFIX}failed/{batch_id}.json",
+            f"{ARCHIVE_PREFIX}loaded/{batch_id}.json",
+        ):
+            if self.s3.check_for_key(key, bucket_name=self.bucket):
+                return key
+        return None
+
+    def set_aside(self, key: str, outcome: str, reason: dict[str, Any] | None = None) -> str:
+        """Move a marker to batch-archive/<outcome>/, with the reason in a sibling .reason.json."""
+        name = key.rsplit("/", 1)[-1]
+        target = f"{ARCHIVE_PREFIX}{outcome}/{name}"
+        client = self.s3.get_conn()
+        if key != target:
+            client.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key})
+            client.delete_object(Bucket=self.bucket, Key=key)
+        if reason is not None:
+            client.put_object(
+                Bucket=self.bucket,
+                Key=f"{target.removesuffix('.json')}.reason.json",
+                Body=json.dumps(reason, indent=2, default=str).encode(),
+                ContentType="application/json",
+            )
+        return target
+
+
+def next_marker_key(store: MarkerStore, requested_batch_id: str | None, log) -> str | None:
+    """The marker this run takes: the requested batch's (wherever it is), or the oldest pending one."""
+    if requested_batch_id:
+        key = store.find(requested_batch_id)
+        if key is None:
+            raise InvalidMarker(
+                f"batch {requested_batch_id}: no marker at {marker_key(requested_batch_id)} nor in {ARCHIVE_PREFIX}"
+            )
+        return key
+    for obj in store.pending():
+        key = obj["Key"]
+        try:
+            batch_id_from_key(key)
+        except InvalidMarker as error:
+            # Never processed, never silently dropped: it stays readable beside its reason.
+            log.warning("Rejected %s: %s", key, error)
+            store.set_aside(key, "rejected", {"key": key, "error": str(error)})
+            continue
+        return key
+    return None
+
+
+class BatchInProgress(AirflowFailException):
+    """Another DAG run holds the batch; this run leaves it (and its marker) alone."""
+
+
+def _claim(pipeline: str, bucket: str, context) -> dict[str, Any]:
+    from etl_toolkit import warehouse
+
+    ti, params = context["ti"], context["params"]
+    requested, reprocess = params.get("batch_id"), bool(params.get("reprocess"))
+    store = MarkerStore(bucket)
+    key = next_marker_key(store, requested, _log)
+    if key is None:
+        raise AirflowSkipException(f"no valid marker under s3://{bucket}/{BATCH_MARKER_PREFIX}")
+    batch_id = requested or batch_id_from_key(key)
+    # Pushed before the body is read, so a failure notification can name and set aside this marker.
+    ti.xcom_push(key="marker_key", value=key)
+    ti.xcom_push(key="batch_id", value=batch_id)
+    try:
+        marker = parse_marker(marker_key(batch_id), store.read(key))
+    except InvalidMarker as error:
+        raise AirflowFailException(str(error)) from None
+
+    with warehouse.transaction() as cursor:
+        warehouse.execute(cursor, "audit", "create_tables.sql")
+        previous = warehouse.execute(cursor, "audit", "get_batch.sql", {"pipeline": pipeline, "batch_id": batch_id})
+        status, holder = (previous[0][0], previous[0][1]) if previous else (None, None)
+        already_loaded = status == "SUCCESS" and not reprocess
+        if status == "RUNNING" and holder != context["run_id"] and _is_active(context["dag"].dag_id, holder):
+            raise BatchInProgress(f"batch {batch_id} is being loaded by run {holder}; leaving it to that run")
+        if not already_loaded:
+            warehouse.execute(
+                cursor,
+                "audit",
+                "claim_batch.sql",
+                {
+                    "pipeline": pipeline,
+                    "batch_id": batch_id,
+                    "marker_key": key,
+                    "expected_counts": marker.expected_counts,
+                    "dag_run_id": context["run_id"],
+                    "now": datetime.now(UTC).isoformat(),
+                },
+            )
+    if already_loaded:
+        _log.info("Batch %s was already loaded (audit status SUCCESS): this run changes nothing.", batch_id)
+    return {**marker.to_xcom(), "key": key, "already_loaded": already_loaded, "reprocess": reprocess}
+
+
+def _is_active(dag_id: str, run_id: str | None) -> bool:
+    if not run_id:
+        return False
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    try:
+        return RuntimeTaskInstance.get_dagrun_state(dag_id=dag_id, run_id=run_id) in ("queued", "running")
+    except Exception:  # the run was deleted: nothing holds the batch any more
+        return False
+
+
+# -- the tasks a pipeline strings together -------------------------------------------------------
+
+
+def wait_for_marker(bucket: str, **kwargs) -> BatchMarkerSensor:
+    return BatchMarkerSensor(task_id="wait_for_marker", bucket_name=bucket, **kwargs)
+
+
+def claim_batch(pipeline: str, bucket: str):
+    """Task ``claim_batch``: take one marker, validate it, claim the batch in ``audit.batches``."""
+
+    @task(task_id="claim_batch")
+    def claim_batch(**context) -> dict[str, Any]:
+        return _claim(pipeline, bucket, context)
+
+    return claim_batch()
+
+
+def skip_if_already_loaded():
+    """Task ``is_new_batch``: a batch that already loaded skips the load; the summary still runs."""
+
+    @task.short_circuit(task_id="is_new_batch", ignore_downstream_trigger_rules=False)
+    def is_new_batch(**context) -> bool:
+        return not context["ti"].xcom_pull(task_ids="claim_batch")["already_loaded"]
+
+    return is_new_batch()
+
+
+def archive_marker(bucket: str):
+    """Task ``archive_marker``: the batch is done; its marker moves to batch-archive/loaded/.
+
+    Downstream of ``claim_batch`` as well as of the last load task, so that a batch that was
+    already loaded (load skipped, claim succeeded) is archived too, while a run whose sensor
+    found nothing (everything skipped) is not.
+    """
+
+    @task(task_id="archive_marker", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def archive_marker(**context) -> str:
+        claim = context["ti"].xcom_pull(task_ids="claim_batch")
+        return MarkerStore(bucket).set_aside(claim["key"], "loaded")
+
+    return archive_marker()

@@ -1,0 +1,75 @@
+"""DAGs that exercise the toolkit's AWS pieces on their own (tests/e2e/test_toolkit_on_stack.py).
+
+They live in a DAG bundle of the test suite's own (``dag.test()`` runs only DAGs it can find in a
+bundle); the values each run needs come in through ``params``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from airflow.providers.amazon.aws.sensors.glue_catalog_partition import GlueCatalogPartitionSensor
+from airflow.sdk import dag
+
+from etl_toolkit import config, glue
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "glue_scripts"
+COMMON = {
+    "schedule": None,
+    "start_date": datetime(2026, 1, 1),
+    "catchup": False,
+    "default_args": config.default_args("toolkit_test"),
+    "tags": ["test"],
+    "doc_md": __doc__,
+}
+
+
+@dag(dag_id="toolkit_glue_writes_parquet", params={"bucket": "", "key": "", "rows": 1}, **COMMON)
+def glue_writes_parquet():
+    glue.GlueJob(
+        task_id="write_parquet",
+        pipeline="tests",
+        script=str(SCRIPTS / "write_parquet.py"),
+        job_name="toolkit_write_parquet",
+        script_args={"--bucket": "{{ params.bucket }}", "--key": "{{ params.key }}", "--rows": "{{ params.rows }}"},
+    )
+
+
+@dag(dag_id="toolkit_glue_fails", params={"batch_id": "b-1"}, **COMMON)
+def glue_fails():
+    glue.GlueJob(
+        task_id="fail",
+        pipeline="tests",
+        script=str(SCRIPTS / "fail_with_reason.py"),
+        job_name="toolkit_fail_with_reason",
+        script_args={"--batch_id": "{{ params.batch_id }}"},
+        retries=0,
+    )
+
+
+@dag(dag_id="toolkit_crawl_then_sense_partition", params={"path": "", "crawler": "", "hour": "10"}, **COMMON)
+def crawl_then_sense_partition():
+    crawl = glue.CatalogCrawler(
+        task_id="crawl",
+        config={
+            **glue.crawler_config("toolkit-crawler", "s3://placeholder/", database="toolkit_test"),
+            "Name": "{{ params.crawler }}",
+            "Targets": {"S3Targets": [{"Path": "{{ params.path }}"}]},
+        },
+    )
+    wait_for_partition = GlueCatalogPartitionSensor(
+        task_id="wait_for_partition",
+        database_name="toolkit_test",
+        table_name="events",
+        expression="year='2026' AND month='11' AND day='25' AND hour='{{ params.hour }}'",
+        aws_conn_id=config.AWS_CONN_ID,
+        poke_interval=1,
+        timeout=30,
+    )
+    crawl >> wait_for_partition
+
+
+glue_writes_parquet()
+glue_fails()
+crawl_then_sense_partition()
