@@ -18,7 +18,8 @@ replaces that, in the process that serves moto, with a run that:
   ``GlueJobOperator(verbose=True)`` reads them from.
 
 ``UpdateJob`` and ``BatchStopJobRun``, which moto lacks, are added (the operator's
-``update_config=True`` and ``stop_job_run_on_kill`` use them). ``MaxConcurrentRuns`` holds as on AWS because a run counts as active until its process ends.
+``update_config=True`` and ``stop_job_run_on_kill`` use them). ``MaxConcurrentRuns`` holds as on
+AWS because a run counts as active until its process ends.
 """
 
 from __future__ import annotations
@@ -244,9 +245,7 @@ class _JobRunLogs:
         self._ensure_stream(group)
         now = int(time.time() * 1000)
         with self._lock:
-            self._backend.put_log_events(
-                group, self._stream, [{"timestamp": now, "message": line} for line in lines]
-            )
+            self._backend.put_log_events(group, self._stream, [{"timestamp": now, "message": line} for line in lines])
 
     def pump(self, pipe, group: str, tail: list[str] | None) -> None:
         """Copy a pipe into the log group line by line, flushing at least every 0.2 s."""

@@ -57,12 +57,8 @@ def provision(session, database_urls: Mapping[str, str]) -> None:
     for topic in TOPICS:
         arn = sns.create_topic(Name=topic)["TopicArn"]
         queue_url = sqs.create_queue(QueueName=inbox_queue(topic))["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        subscribed = {
-            s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]
-        }
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        subscribed = {s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]}
         if queue_arn not in subscribed:
             sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
 

@@ -112,9 +112,7 @@ class _EndpointSession:
 def _boto_credentials() -> dict[str, str]:
     return {
         "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"]),
-        "aws_secret_access_key": os.environ.get(
-            "AWS_SECRET_ACCESS_KEY", DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
-        ),
+        "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]),
     }
 
 

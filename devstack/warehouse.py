@@ -157,8 +157,6 @@ class EmbeddedPostgres:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
                 if not cur.fetchone():
                     cur.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                            sql.Identifier(database), sql.Identifier(role)
-                        )
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(role))
                     )
         conn.close()

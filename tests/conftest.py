@@ -86,7 +86,9 @@ def stack():
     while not env_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"the local stack did not start; see {TEST_HOME / 'stack.log'}:\n" + _tail(TEST_HOME / "stack.log"))
+            pytest.fail(
+                f"the local stack did not start; see {TEST_HOME / 'stack.log'}:\n" + _tail(TEST_HOME / "stack.log")
+            )
         time.sleep(0.2)
     env = read_env_file(env_file)
     saved = dict(os.environ)

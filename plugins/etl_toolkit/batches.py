@@ -87,9 +87,7 @@ def parse_marker(key: str, body: bytes | str) -> Marker:
     if not isinstance(data, dict):
         raise InvalidMarker(f"marker {key} (batch {batch_id}) must be a JSON object, got {type(data).__name__}")
     if "batch_id" in data and data["batch_id"] != batch_id:
-        raise InvalidMarker(
-            f"marker {key} says batch_id {data['batch_id']!r} but its file name says {batch_id!r}"
-        )
+        raise InvalidMarker(f"marker {key} says batch_id {data['batch_id']!r} but its file name says {batch_id!r}")
     for stamp in ("started_at", "completed_at"):
         if data.get(stamp) is not None:
             _parse_timestamp(key, stamp, data[stamp])
@@ -97,9 +95,7 @@ def parse_marker(key: str, body: bytes | str) -> Marker:
     if not isinstance(counts, dict) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()
     ):
-        raise InvalidMarker(
-            f"marker {key} (batch {batch_id}): expected_counts must map names to non-negative integers"
-        )
+        raise InvalidMarker(f"marker {key} (batch {batch_id}): expected_counts must map names to non-negative integers")
     return Marker(batch_id, key, data.get("started_at"), data.get("completed_at"), dict(counts))
 
 
@@ -154,9 +150,7 @@ class MarkerStore:
         """Keys under batch-completion/, oldest first (ties by key, so the order is stable)."""
         client = self.s3.get_conn()
         objects: list[dict[str, Any]] = []
-        for page in client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=BATCH_MARKER_PREFIX
-        ):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=BATCH_MARKER_PREFIX):
             objects += page.get("Contents", [])
         return sorted(objects, key=lambda o: (o["LastModified"], o["Key"]))
 

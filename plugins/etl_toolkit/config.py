@@ -21,9 +21,7 @@ FAILURE_TOPIC = "{{ var.value.get('etl_failure_topic', 'etl-failure') }}"
 # Glue: where GlueJobOperator uploads the scripts versioned beside the DAGs, and the
 # role the jobs and crawlers assume. Both overridable with Airflow Variables.
 GLUE_ARTIFACTS_BUCKET = "{{ var.value.get('glue_artifacts_bucket', 'etl-glue-artifacts') }}"
-GLUE_ROLE_ARN = (
-    "{{ var.value.get('glue_role_arn', 'arn:aws:iam::123456789012:role/etl-glue-job-role') }}"
-)
+GLUE_ROLE_ARN = "{{ var.value.get('glue_role_arn', 'arn:aws:iam::123456789012:role/etl-glue-job-role') }}"
 GLUE_VERSION = "5.0"
 GLUE_CATALOG_DATABASE = "{{ var.value.get('glue_catalog_database', 'etl_catalog') }}"
 

@@ -63,7 +63,9 @@ def test_a_failing_script_fails_its_task_with_the_script_error_and_publishes_the
 
 def test_a_spark_script_fails_with_a_message_that_local_runs_are_python_only(stack, aws):
     s3, glue = aws("s3"), aws("glue")
-    s3.put_object(Bucket="etl-glue-artifacts", Key="tests/needs_spark.py", Body=(SCRIPTS / "needs_spark.py").read_bytes())
+    s3.put_object(
+        Bucket="etl-glue-artifacts", Key="tests/needs_spark.py", Body=(SCRIPTS / "needs_spark.py").read_bytes()
+    )
     glue.create_job(
         Name="toolkit_needs_spark",
         Role="arn:aws:iam::123456789012:role/etl-glue-job-role",

@@ -52,9 +52,7 @@ def test_keys_that_are_not_batch_id_dot_json_are_rejected(key):
         batch_id_from_key(key)
 
 
-@pytest.mark.parametrize(
-    "counts", [{"orders": -1}, {"orders": "10"}, {"orders": 1.5}, {"orders": True}, ["orders"]]
-)
+@pytest.mark.parametrize("counts", [{"orders": -1}, {"orders": "10"}, {"orders": 1.5}, {"orders": True}, ["orders"]])
 def test_expected_counts_must_be_non_negative_integers(counts):
     with pytest.raises(InvalidMarker, match="expected_counts"):
         parse_marker("batch-completion/b1.json", json.dumps({"expected_counts": counts}))

@@ -16,7 +16,6 @@ from etl_toolkit import config, glue
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "glue_scripts"
 COMMON = {
-    "schedule": None,
     "start_date": datetime(2026, 1, 1),
     "catchup": False,
     "default_args": config.default_args("toolkit_test"),
@@ -25,7 +24,7 @@ COMMON = {
 }
 
 
-@dag(dag_id="toolkit_glue_writes_parquet", params={"bucket": "", "key": "", "rows": 1}, **COMMON)
+@dag(schedule=None, dag_id="toolkit_glue_writes_parquet", params={"bucket": "", "key": "", "rows": 1}, **COMMON)
 def glue_writes_parquet():
     glue.GlueJob(
         task_id="write_parquet",
@@ -36,7 +35,7 @@ def glue_writes_parquet():
     )
 
 
-@dag(dag_id="toolkit_glue_fails", params={"batch_id": "b-1"}, **COMMON)
+@dag(schedule=None, dag_id="toolkit_glue_fails", params={"batch_id": "b-1"}, **COMMON)
 def glue_fails():
     glue.GlueJob(
         task_id="fail",
@@ -48,7 +47,12 @@ def glue_fails():
     )
 
 
-@dag(dag_id="toolkit_crawl_then_sense_partition", params={"path": "", "crawler": "", "hour": "10"}, **COMMON)
+@dag(
+    schedule=None,
+    dag_id="toolkit_crawl_then_sense_partition",
+    params={"path": "", "crawler": "", "hour": "10"},
+    **COMMON,
+)
 def crawl_then_sense_partition():
     crawl = glue.CatalogCrawler(
         task_id="crawl",
