@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     bundle = commands.add_parser("bundle", help="build the MWAA deployment in dist/mwaa")
     bundle.add_argument("--out", type=Path, default=Path("dist/mwaa"))
 
+    demo = commands.add_parser("demo", help="run a pipeline end to end on the local stack and print a report")
+    demo.add_argument("--pipeline", default="orders")
+    demo.add_argument("--orders", type=int, default=2000, help="size of the sample batch")
+    demo.add_argument("--seed", type=int, default=7)
+
     args = parser.parse_args(argv)
     if args.command == "up":
         from devstack.stack import DEFAULT_STATE_DIR, StackOptions, run_foreground
@@ -40,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             migrate_airflow_db=not args.no_airflow_db,
         )
         run_foreground(options, exit_with_parent=args.exit_with_parent)
+    elif args.command == "demo":
+        from devstack.demo import main as demo_main
+
+        return demo_main(args.pipeline, args.orders, args.seed)
     elif args.command == "bundle":
         from devstack.bundle import build
 

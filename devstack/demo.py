@@ -1,0 +1,209 @@
+"""``make demo``: one pipeline end to end on the local stack, and a report a person wants to read.
+
+1. Uses the stack that ``make stack`` is running (``.local/stack.env``), or starts one for the
+   demo and stops it afterwards.
+2. Writes a sample batch the way upstream would: data files first, the completion marker last.
+3. Runs the DAG with ``dag.test()`` in a fresh process configured by ``stack.env``: the deferrable
+   sensor sees the marker, the Glue jobs and crawlers run, the warehouse is loaded.
+4. Prints each task's state and duration, the audit counts by layer, the SNS messages read back
+   from their inbox queues and the warehouse row counts; exits non-zero if the run failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, read_env_file
+
+PIPELINES = {"orders": "orders_pipeline"}
+
+
+def main(pipeline: str, orders: int, seed: int) -> int:
+    if pipeline not in PIPELINES:
+        sys.exit(f"unknown pipeline {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
+    env_file = DEFAULT_STATE_DIR / "stack.env"
+    stack_process = None
+    if not _stack_answers(env_file):
+        print("starting the local stack for the demo (make stack keeps one running)...", flush=True)
+        stack_process = subprocess.Popen(
+            [sys.executable, "-m", "devstack", "up", "--exit-with-parent"],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=open(DEFAULT_STATE_DIR / "demo-stack.log", "w"),  # noqa: SIM115 - lives as long as the stack
+        )
+        _wait_for(env_file, stack_process)
+    try:
+        env = {**os.environ, **read_env_file(env_file), "ETL_GLUE_POLL_SECONDS": "1"}
+        batch_id = f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        logs = DEFAULT_STATE_DIR / "demo" / f"{batch_id}.log"
+        report_file = logs.with_suffix(".report")
+        logs.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "devstack.demo", PIPELINES[pipeline], batch_id, str(orders), str(seed)]
+        command.append(str(report_file))
+        with logs.open("w") as log:
+            run = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            _follow(logs, run)
+        if report_file.exists():
+            print(report_file.read_text())
+        print(f"full Airflow log of the run: {logs}")
+        return run.returncode
+    finally:
+        if stack_process:
+            stack_process.terminate()
+            stack_process.wait(timeout=60)
+
+
+# Lines of the run's log that a person watching the demo wants to see, as they happen.
+_PROGRESS = re.compile(
+    r"writing sample batch|marker batch-completion|running \S+ with dag.test|\[DAG TEST\] end task task_id=(\S+)"
+)
+
+
+def _follow(logs: Path, run: subprocess.Popen) -> None:
+    """Print a progress line per finished task while the run writes its (long) log to a file."""
+    started, position = time.monotonic(), 0
+    while True:
+        finished = run.poll() is not None
+        with logs.open() as log:
+            log.seek(position)
+            for line in log:
+                if match := _PROGRESS.search(line):
+                    text = f"task {match[1]} finished" if match[1] else line.strip()
+                    print(f"[{time.monotonic() - started:6.1f} s] {text}", flush=True)
+            position = log.tell()
+        if finished:
+            return
+        time.sleep(0.5)
+
+
+def _stack_answers(env_file: Path) -> bool:
+    if not env_file.exists():
+        return False
+    try:
+        endpoint = read_env_file(env_file)["AWS_ENDPOINT_URL"]
+        urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+        return True
+    except Exception:
+        return False
+
+
+def _wait_for(env_file: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not env_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"the local stack did not start; see {DEFAULT_STATE_DIR / 'demo-stack.log'}")
+        time.sleep(0.2)
+
+
+# -- inside the configured process ------------------------------------------------------------
+
+
+def run_orders(dag_id: str, batch_id: str, orders: int, seed: int, report_file: Path) -> int:
+    import boto3
+
+    from devstack.sample_data.orders import write_orders_batch
+
+    s3 = boto3.client("s3")
+    bucket = "fo-to-dw-orders-landing-area"
+    print(f"writing sample batch {batch_id}: {orders} orders (seed {seed}) to s3://{bucket}/orders/ ...", flush=True)
+    marker = write_orders_batch(s3, bucket, batch_id, orders=orders, seed=seed)
+    print(f"marker batch-completion/{batch_id}.json written: expected {marker['expected_counts']}", flush=True)
+    return run_and_report(dag_id, "orders", batch_id, ["orders.fact_order_lines"], report_file)
+
+
+def run_and_report(dag_id: str, pipeline: str, batch_id: str, final_tables: list[str], report_file: Path) -> int:
+    from airflow.dag_processing.dagbag import DagBag
+
+    for queue in ("etl-success-inbox", "etl-failure-inbox"):
+        _read_inbox(queue)  # start from empty inboxes: the report shows this run's messages only
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).get_dag(dag_id)
+    print(f"running {dag_id} with dag.test() ...", flush=True)
+    started = time.monotonic()
+    dag_run = dag.test()
+    elapsed = time.monotonic() - started
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        report(dag_run, pipeline, batch_id, final_tables, elapsed)
+    report_file.write_text(text.getvalue())
+    return 0 if dag_run.state == "success" else 1
+
+
+def report(dag_run, pipeline: str, batch_id: str, final_tables: list[str], elapsed: float) -> None:
+    rule = "=" * 78
+    print(f"\n{rule}\n{dag_run.dag_id}  run {dag_run.run_id}: {str(dag_run.state).upper()} in {elapsed:.1f} s\n{rule}")
+    print(f"\n{'task':<34}{'state':<16}{'seconds':>8}")
+    for ti in sorted(dag_run.get_task_instances(), key=lambda t: (t.start_date is None, t.start_date)):
+        seconds = f"{ti.duration:.1f}" if ti.duration is not None else "-"
+        print(f"{ti.task_id:<34}{str(ti.state):<16}{seconds:>8}")
+
+    rows = _warehouse(
+        "SELECT layer, row_count, details FROM audit.layer_counts WHERE pipeline = %s AND batch_id = %s "
+        "ORDER BY counted_at",
+        (pipeline, batch_id),
+    )
+    print(f"\naudit counts for batch {batch_id} (audit.layer_counts):")
+    for layer, row_count, details in rows:
+        print(f"  {layer:<20}{row_count:>10}   {json.dumps(details)}")
+    status = _warehouse(
+        "SELECT status, error FROM audit.batches WHERE pipeline = %s AND batch_id = %s", (pipeline, batch_id)
+    )
+    if status:
+        print(f"  batch status: {status[0][0]}" + (f" ({status[0][1]})" if status[0][1] else ""))
+
+    print("\nSNS messages read back from their inbox queues:")
+    for queue in ("etl-success-inbox", "etl-failure-inbox"):
+        for envelope in _read_inbox(queue):
+            body = json.loads(envelope["Message"])
+            print(f"  [{queue}] subject: {envelope.get('Subject')}")
+            for name in ("status", "dag_run_id", "task_id", "error", "note", "durations_seconds"):
+                if body.get(name) is not None:
+                    print(f"    {name}: {str(body[name])[:400]}")
+            if body.get("counts_table"):
+                print("    " + body["counts_table"].replace("\n", "\n    "))
+
+    print("\nwarehouse:")
+    for table in final_tables:
+        total = _warehouse(f"SELECT count(*) FROM {table}", ())[0][0]  # fixed names from the caller
+        mine = _warehouse(f"SELECT count(*) FROM {table} WHERE run_id = %s", (batch_id,))[0][0]
+        print(f"  {table}: {total} rows, {mine} from batch {batch_id}")
+    print(rule)
+
+
+def _warehouse(query: str, parameters: tuple):
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    try:  # a plain cursor: the hook's own helpers log every statement into the report
+        with PostgresHook(postgres_conn_id="warehouse_db").get_conn() as conn, conn.cursor() as cursor:
+            cursor.execute(query, parameters)
+            return cursor.fetchall()
+    except Exception as error:  # the report must not hide the run's own outcome
+        print(f"  (warehouse query failed: {error})")
+        return []
+
+
+def _read_inbox(queue: str) -> list[dict]:
+    import boto3
+
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    messages = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
+        for message in batch:
+            messages.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return messages
+
+
+if __name__ == "__main__":
+    dag_id_arg, batch_id_arg, orders_arg, seed_arg, report_arg = sys.argv[1:6]
+    sys.exit(run_orders(dag_id_arg, batch_id_arg, int(orders_arg), int(seed_arg), Path(report_arg)))

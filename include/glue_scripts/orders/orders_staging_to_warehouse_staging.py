@@ -1,0 +1,193 @@
+"""Orders, S3 staging to warehouse staging: one batch's product lines into PostgreSQL.
+
+Reads   s3://<staging_bucket>/<staging_prefix>run_id=<batch_id>/* (the parquet that
+        orders_landing_to_staging wrote), streaming record batches.
+Writes  orders.stg_order_lines in the warehouse whose credentials are the Secrets Manager
+        secret --warehouse_secret_id (JSON: host, port, dbname, username, password): the
+        batch's rows are replaced in one transaction (DELETE ... WHERE run_id, then
+        COPY ... FROM STDIN), so a rerun never duplicates and a failed run leaves the previous
+        rows in place. An empty partition loads 0 rows.
+
+Runs on AWS Glue 5.0 and locally as a plain Python process, with psycopg2 as the driver. Ends
+with one JSON line: batch id, rows deleted, rows loaded. The password is never printed.
+
+Arguments: --batch_id --staging_bucket --staging_prefix --warehouse_secret_id; others ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+ARGUMENTS = ["batch_id", "staging_bucket", "staging_prefix", "warehouse_secret_id"]
+BATCH_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+
+TABLE = "orders.stg_order_lines"
+STAGING_COLUMNS = [
+    "order_id",
+    "line_number",
+    "customer_id",
+    "order_ts",
+    "currency",
+    "product_code",
+    "product_name",
+    "quantity",
+    "unit_price",
+    "processing_ts",
+]
+COPY_SQL = f"COPY {TABLE} ({', '.join(STAGING_COLUMNS)}, run_id) FROM STDIN WITH (FORMAT csv)"
+DELETE_SQL = f"DELETE FROM {TABLE} WHERE run_id = %(batch_id)s"
+# Two loads of one batch at once would both delete nothing and both insert: serialise them.
+LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(%(lock)s))"
+READ_BATCH_ROWS = 65_536
+
+
+def resolve_options(argv: Sequence[str], names: Iterable[str]) -> dict[str, str]:
+    """``awsglue.utils.getResolvedOptions``: every name is a required ``--name value``;
+    anything else Glue passes is ignored. ``argv`` includes the program name."""
+    names = list(names)
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    for name in names:
+        parser.add_argument(f"--{name}", required=True)
+    parsed, _ = parser.parse_known_args(list(argv[1:]))
+    return {name: getattr(parsed, name) for name in names}
+
+
+def connection_options(secret_string: str) -> dict:
+    """psycopg2.connect keyword arguments from an RDS-style secret."""
+    try:
+        secret = json.loads(secret_string)
+    except json.JSONDecodeError:
+        # The message of a JSONDecodeError quotes no secret text, but say nothing of it anyway.
+        raise ValueError("the warehouse secret is not a JSON object") from None
+    if not isinstance(secret, dict):
+        raise ValueError("the warehouse secret is not a JSON object")
+    missing = [k for k in ("host", "dbname", "password") if k not in secret]
+    if "username" not in secret and "user" not in secret:
+        missing.append("username")
+    if missing:
+        raise ValueError(f"the warehouse secret lacks {', '.join(missing)}")
+    options = {
+        "host": secret["host"],
+        "port": int(secret.get("port") or 5432),
+        "dbname": secret["dbname"],
+        "user": secret.get("username", secret.get("user")),
+        "password": secret["password"],
+        "connect_timeout": 30,
+        "application_name": "orders_staging_to_warehouse_staging",
+    }
+    if secret.get("sslmode"):
+        options["sslmode"] = secret["sslmode"]
+    return options
+
+
+def to_copy_csv(batch: pa.RecordBatch | pa.Table, batch_id: str) -> io.BytesIO:
+    """The batch's rows as COPY csv input, staging columns then run_id. Strings are always
+    quoted and nulls are bare empty fields, so PostgreSQL tells '' from NULL."""
+    if isinstance(batch, pa.RecordBatch):
+        batch = pa.Table.from_batches([batch])
+    missing = [c for c in STAGING_COLUMNS if c not in batch.column_names]
+    if missing:
+        raise ValueError(f"missing columns {missing}")
+    table = batch.select(STAGING_COLUMNS).append_column(
+        "run_id", pa.array([batch_id] * batch.num_rows, pa.string())
+    )
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
+    buffer.seek(0)
+    return buffer
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """pyarrow does not read AWS_ENDPOINT_URL itself; pass it on, and the region."""
+    options = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["endpoint_override"] = endpoint
+    region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    if region:
+        options["region"] = region
+    return pafs.S3FileSystem(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=5), **options)
+
+
+def partition_objects(fs: pafs.FileSystem, location: str) -> list[str]:
+    selector = pafs.FileSelector(location.rstrip("/"), recursive=True, allow_not_found=True)
+    return sorted(
+        info.path
+        for info in fs.get_file_info(selector)
+        if info.type == pafs.FileType.File and not info.base_name.startswith(("_", "."))
+    )
+
+
+def stream_batches(fs: pafs.FileSystem, paths: Iterable[str], batch_id: str) -> Iterator[pa.RecordBatch]:
+    for path in paths:
+        try:
+            parquet = pq.ParquetFile(fs.open_input_file(path))
+            yield from parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=STAGING_COLUMNS)
+        except (OSError, ValueError, pa.ArrowException) as error:
+            raise RuntimeError(f"staging object s3://{path} of batch {batch_id} cannot be read: {error}") from error
+
+
+def load_batch(connection, batch_id: str, batches: Iterable[pa.RecordBatch]) -> tuple[int, int]:
+    """Replace the batch's rows in one transaction; returns (rows deleted, rows loaded)."""
+    loaded = 0
+    with connection, connection.cursor() as cursor:
+        cursor.execute(LOCK_SQL, {"lock": f"{TABLE}:{batch_id}"})
+        cursor.execute(DELETE_SQL, {"batch_id": batch_id})
+        deleted = cursor.rowcount
+        for batch in batches:
+            if batch.num_rows:
+                cursor.copy_expert(COPY_SQL, to_copy_csv(batch, batch_id))
+                loaded += batch.num_rows
+                log(f"copied {loaded} rows so far")
+    return deleted, loaded
+
+
+def read_secret(secret_id: str) -> str:
+    import boto3  # reaches AWS_ENDPOINT_URL by itself
+
+    return boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+
+
+def log(message: str) -> None:
+    print(f"[orders_staging_to_warehouse_staging] {message}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    import psycopg2
+
+    args = resolve_options(sys.argv if argv is None else argv, ARGUMENTS)
+    batch_id = args["batch_id"]
+    if not BATCH_ID.fullmatch(batch_id):
+        raise ValueError(f"batch id {batch_id!r} does not match {BATCH_ID.pattern}")
+    prefix = args["staging_prefix"].strip("/")
+    location = f"{args['staging_bucket']}/{prefix + '/' if prefix else ''}run_id={batch_id}/"
+    fs = s3_filesystem()
+    paths = partition_objects(fs, location)
+    log(f"batch {batch_id}: {len(paths)} objects in s3://{location}")
+
+    options = connection_options(read_secret(args["warehouse_secret_id"]))
+    log(f"loading {TABLE} in database {options['dbname']} on {options['host']} as {options['user']}")
+    connection = psycopg2.connect(**options)
+    try:
+        connection.set_client_encoding("UTF8")
+        deleted, loaded = load_batch(connection, batch_id, stream_batches(fs, paths, batch_id))
+    finally:
+        connection.close()
+    summary = {"batch_id": batch_id, "table": TABLE, "rows_deleted": deleted, "rows_loaded": loaded}
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
