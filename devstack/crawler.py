@@ -433,7 +433,13 @@ def _read_table(name: str, location: str, objects: dict[str, FakeKey], crawl: _C
         folders = relative.split("/")[:-1]
         pairs = [_partition_folder(folder, depth) for depth, folder in enumerate(folders)]
         keys, values = [k for k, _ in pairs], tuple(v for _, v in pairs)
-        schema = _infer_schema(uri, key)
+        try:
+            schema = _infer_schema(uri, key)
+        except _CrawlError as exc:
+            # As on AWS, one unreadable object is logged and skipped, not fatal to the crawl:
+            # a corrupt file in landing must not stop every later batch from being catalogued.
+            log.write("ERROR", f"Skipping {exc}")
+            continue
         if schema is None:
             log.write("WARN", f"Skipping {uri}: not parquet, CSV or JSON")
             continue

@@ -151,6 +151,20 @@ def dags():
 
 
 def run_dag(dag, **conf):
-    """dag.test() with ``conf``; returns the run and each task instance by task id."""
-    dag_run = dag.test(run_conf=conf or None)
+    """dag.test() with ``conf``; returns the run and each task instance by task id.
+
+    Every param is passed explicitly: in one process, dag.test() leaves the previous run's conf
+    in the DAG object's params, so a param left out would silently keep the last run's value.
+    """
+    dag_run = dag.test(run_conf={**_defaults(dag), **conf})
     return dag_run, {ti.task_id: ti for ti in dag_run.get_task_instances()}
+
+
+_PARAM_DEFAULTS: dict[str, dict] = {}
+
+
+def _defaults(dag) -> dict:
+    """The DAG's declared param defaults, remembered from the first time the DAG is run."""
+    if dag.dag_id not in _PARAM_DEFAULTS:
+        _PARAM_DEFAULTS[dag.dag_id] = {name: dag.params.get_param(name).value for name in dag.params}
+    return _PARAM_DEFAULTS[dag.dag_id]

@@ -152,6 +152,8 @@ def _layer_count_task(pipeline: str, layer: str, count: Callable[[dict[str, Any]
             "counted_at": datetime.now(UTC).isoformat(),
         }
         record_layer(pipeline, claim["batch_id"], result, context["run_id"])
+        # Pushed before the check, so a failure notification can show the count that failed it.
+        ti.xcom_push(key=reconcile.LAYER_COUNTS_KEY, value=result)
         earlier = reconcile.earlier_counts(ti, context["dag"], layer)
         landing = next((r for r in earlier if r["layer"] == reconcile.LANDING), None)
         reconcile.check_layer(result, claim, landing, earlier)

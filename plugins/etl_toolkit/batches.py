@@ -187,7 +187,10 @@ class MarkerStore:
 
 
 def next_marker_key(store: MarkerStore, requested_batch_id: str | None, log) -> str | None:
-    """The marker this run takes: the requested batch's (wherever it is), or the oldest pending one."""
+    """The marker this run takes: the requested batch's (wherever it is), or the oldest pending one.
+
+    Every pending key that is not ``<batch_id>.json`` is rejected on the way.
+    """
     if requested_batch_id:
         key = store.find(requested_batch_id)
         if key is None:
@@ -195,6 +198,7 @@ def next_marker_key(store: MarkerStore, requested_batch_id: str | None, log) -> 
                 f"batch {requested_batch_id}: no marker at {marker_key(requested_batch_id)} nor in {ARCHIVE_PREFIX}"
             )
         return key
+    chosen = None
     for obj in store.pending():
         key = obj["Key"]
         try:
@@ -204,8 +208,8 @@ def next_marker_key(store: MarkerStore, requested_batch_id: str | None, log) -> 
             log.warning("Rejected %s: %s", key, error)
             store.set_aside(key, "rejected", {"key": key, "error": str(error)})
             continue
-        return key
-    return None
+        chosen = chosen or key
+    return chosen
 
 
 class BatchInProgress(AirflowFailException):

@@ -122,4 +122,13 @@ class CatalogCrawler(GlueCrawlerRunOperator):
             self.hook.update_crawler(**self.config)
         else:
             self.hook.create_crawler(**self.config)
-        return super().execute(context)
+        try:
+            return super().execute(context)
+        except Exception as error:
+            # The waiter only says "terminal failure state"; the crawl itself says what broke.
+            last_crawl = self.hook.get_crawler(self.crawler_name).get("LastCrawl") or {}
+            if last_crawl.get("ErrorMessage"):
+                raise AirflowException(
+                    f"crawler {self.crawler_name} {last_crawl.get('Status', 'FAILED')}: {last_crawl['ErrorMessage']}"
+                ) from error
+            raise

@@ -20,6 +20,7 @@ from etl_toolkit import warehouse
 
 LANDING = "landing"
 CLAIM_TASK_ID = "claim_batch"
+LAYER_COUNTS_KEY = "layer_counts"
 log = logging.getLogger(__name__)
 
 
@@ -86,7 +87,7 @@ def earlier_counts(ti, dag, before_layer: str | None = None) -> list[dict[str, A
             continue
         if before_layer and task_id == f"count_{before_layer}":
             break
-        value = ti.xcom_pull(task_ids=task_id)
+        value = ti.xcom_pull(task_ids=task_id, key=LAYER_COUNTS_KEY)
         if value:
             results.append(value)
     return results

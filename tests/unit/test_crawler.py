@@ -92,6 +92,11 @@ def glue(client):
     return client("glue")
 
 
+@pytest.fixture(scope="module")
+def logs(client):
+    return client("logs")
+
+
 def orders_parquet(order_id: str) -> bytes:
     ts = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
     row = {
@@ -301,7 +306,7 @@ def test_airflow_hooks_wait_for_the_crawl_and_find_its_partitions(s3, glue, endp
     assert not catalog.check_for_partition("landing_five", "orders", "year='2026' AND month='12'")
 
 
-def test_corrupt_parquet_fails_the_crawl_naming_the_object(s3, glue):
+def test_a_corrupt_parquet_object_is_logged_and_skipped_and_the_rest_is_catalogued(s3, glue, logs):
     make_bucket(s3, "landing-six")
     put_orders_hour(s3, "landing-six", "09")
     s3.put_object(Bucket="landing-six", Key="orders/year=2026/hour=10/part-0.parquet", Body=b"not parquet at all")
@@ -309,11 +314,22 @@ def test_corrupt_parquet_fails_the_crawl_naming_the_object(s3, glue):
 
     state = crawl(glue, "orders-six")
 
+    assert state["LastCrawl"]["Status"] == "SUCCEEDED"
+    partitions = glue.get_partitions(DatabaseName="landing_six", TableName="orders")["Partitions"]
+    assert [p["Values"][-1] for p in partitions] == ["09"]
+    messages = [e["message"] for e in logs.filter_log_events(logGroupName="/aws-glue/crawlers")["events"]]
+    assert any("s3://landing-six/orders/year=2026/hour=10/part-0.parquet" in m and "ERROR" in m for m in messages)
+
+
+def test_a_missing_bucket_fails_the_crawl_naming_the_target(glue):
+    create_crawler(glue, "orders-nowhere", "s3://no-such-bucket-here/orders/", "landing_nowhere")
+
+    state = crawl(glue, "orders-nowhere")
+
     assert state["LastCrawl"]["Status"] == "FAILED"
-    assert "s3://landing-six/orders/year=2026/hour=10/part-0.parquet" in state["LastCrawl"]["ErrorMessage"]
-    [listed] = glue.list_crawls(CrawlerName="orders-six")["Crawls"]
+    assert "s3://no-such-bucket-here/orders/" in state["LastCrawl"]["ErrorMessage"]
+    [listed] = glue.list_crawls(CrawlerName="orders-nowhere")["Crawls"]
     assert listed["State"] == "FAILED"
-    assert listed["ErrorMessage"] == state["LastCrawl"]["ErrorMessage"]
 
 
 def test_empty_target_succeeds_without_tables(s3, glue):

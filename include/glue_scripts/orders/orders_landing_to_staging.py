@@ -18,7 +18,7 @@ near 430 MB RSS). Runs on AWS Glue 5.0 and locally as a plain Python process (no
 no awsglue). Ends with one JSON line: batch id, orders read, duplicates dropped, lines written.
 
 Arguments: --batch_id --landing_bucket --landing_prefix --staging_bucket --staging_prefix
---started_at --completed_at (ISO-8601; naive means UTC); optional --JOB_RUN_ID (names the
+--started_at --completed_at (ISO-8601; naive means UTC; both empty: scan every hour partition); optional --JOB_RUN_ID (names the
 objects written) and --late_minutes (reads that much past completed_at); others are ignored.
 """
 
@@ -461,9 +461,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # Records the delivery stream processes after the marker's completed_at would sit in later
     # hours; --late_minutes (default 0, as CONTRACTS.md promises) widens the window for them.
     late = timedelta(minutes=float(optional_option(argv, "late_minutes") or 0))
-    prefixes = hour_prefixes(
-        args["landing_prefix"], parse_utc(args["started_at"]), parse_utc(args["completed_at"]) + late
-    )
+    if args["started_at"] and args["completed_at"]:
+        prefixes = hour_prefixes(
+            args["landing_prefix"], parse_utc(args["started_at"]), parse_utc(args["completed_at"]) + late
+        )
+    else:  # the marker gave no time window (it is optional): any hour partition may hold the batch
+        prefixes = [_folder(args["landing_prefix"])]
     location = f"{args['staging_bucket']}/{_folder(args['staging_prefix'])}run_id={batch_id}/"
     fs = s3_filesystem()
 
