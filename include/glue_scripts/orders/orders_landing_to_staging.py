@@ -18,8 +18,9 @@ near 430 MB RSS). Runs on AWS Glue 5.0 and locally as a plain Python process (no
 no awsglue). Ends with one JSON line: batch id, orders read, duplicates dropped, lines written.
 
 Arguments: --batch_id --landing_bucket --landing_prefix --staging_bucket --staging_prefix
---started_at --completed_at (ISO-8601; naive means UTC; both empty: scan every hour partition); optional --JOB_RUN_ID (names the
-objects written) and --late_minutes (reads that much past completed_at); others are ignored.
+--started_at --completed_at (ISO-8601; naive means UTC; both empty: scan every hour partition);
+optional --JOB_RUN_ID (names the objects written) and --late_minutes (reads that much past
+completed_at); others are ignored.
 """
 
 from __future__ import annotations
