@@ -33,6 +33,9 @@ demo: $(STAMP) ## run a pipeline end to end on the local stack and print its rep
 stack: $(STAMP) ## the local AWS emulator and warehouse in the foreground; writes .local/stack.env
 	$(BIN)/python -m devstack up
 
+airflow: $(STAMP) ## the local stack plus Airflow (UI on http://127.0.0.1:8080, scheduler, triggerer, DAG processor)
+	$(BIN)/python -m devstack airflow
+
 bundle: $(STAMP) ## build dist/mwaa/: the dags prefix with include/, plugins.zip, requirements.txt
 	$(BIN)/python -m devstack bundle --out dist/mwaa
 
