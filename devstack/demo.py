@@ -23,6 +23,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+from devstack.resources import TOPICS, inbox_queue
 from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, read_env_file
 
 PIPELINES = {"orders": "orders_pipeline"}
@@ -124,8 +125,8 @@ def run_orders(dag_id: str, batch_id: str, orders: int, seed: int, report_file: 
 def run_and_report(dag_id: str, pipeline: str, batch_id: str, final_tables: list[str], report_file: Path) -> int:
     from airflow.dag_processing.dagbag import DagBag
 
-    for queue in ("etl-success-inbox", "etl-failure-inbox"):
-        _read_inbox(queue)  # start from empty inboxes: the report shows this run's messages only
+    for topic in TOPICS:
+        _read_inbox(topic)  # start from empty inboxes: the report shows this run's messages only
     dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).get_dag(dag_id)
     print(f"running {dag_id} with dag.test() ...", flush=True)
     started = time.monotonic()
@@ -161,10 +162,10 @@ def report(dag_run, pipeline: str, batch_id: str, final_tables: list[str], elaps
         print(f"  batch status: {status[0][0]}" + (f" ({status[0][1]})" if status[0][1] else ""))
 
     print("\nSNS messages read back from their inbox queues:")
-    for queue in ("etl-success-inbox", "etl-failure-inbox"):
-        for envelope in _read_inbox(queue):
+    for topic in TOPICS:
+        for envelope in _read_inbox(topic):
             body = json.loads(envelope["Message"])
-            print(f"  [{queue}] subject: {envelope.get('Subject')}")
+            print(f"  [{inbox_queue(topic)}] subject: {envelope.get('Subject')}")
             for name in ("status", "dag_run_id", "task_id", "error", "note", "durations_seconds"):
                 if body.get(name) is not None:
                     print(f"    {name}: {str(body[name])[:400]}")
@@ -191,17 +192,12 @@ def _warehouse(query: str, parameters: tuple):
         return []
 
 
-def _read_inbox(queue: str) -> list[dict]:
+def _read_inbox(topic: str) -> list[dict]:
     import boto3
 
-    sqs = boto3.client("sqs")
-    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-    messages = []
-    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
-        for message in batch:
-            messages.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return messages
+    from devstack.resources import read_inbox
+
+    return read_inbox(boto3.client("sqs"), topic)
 
 
 if __name__ == "__main__":

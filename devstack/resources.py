@@ -36,6 +36,17 @@ def inbox_queue(topic: str) -> str:
     return f"{topic}-inbox"
 
 
+def read_inbox(sqs, topic: str) -> list[dict]:
+    """Every message waiting in a topic's inbox queue, removed from it: the SNS envelopes, decoded."""
+    url = sqs.get_queue_url(QueueName=inbox_queue(topic))["QueueUrl"]
+    envelopes = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
+        for message in batch:
+            envelopes.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return envelopes
+
+
 def topic_arn(topic: str, region: str = REGION, account_id: str = ACCOUNT_ID) -> str:
     return f"arn:aws:sns:{region}:{account_id}:{topic}"
 

@@ -222,7 +222,10 @@ def _claim(pipeline: str, bucket: str, context) -> dict[str, Any]:
     ti, params = context["ti"], context["params"]
     requested, reprocess = params.get("batch_id"), bool(params.get("reprocess"))
     store = MarkerStore(bucket)
-    key = next_marker_key(store, requested, _log)
+    try:
+        key = next_marker_key(store, requested, _log)
+    except InvalidMarker as error:  # a batch asked for that has no marker: retrying won't help
+        raise AirflowFailException(str(error)) from None
     if key is None:
         raise AirflowSkipException(f"no valid marker under s3://{bucket}/{BATCH_MARKER_PREFIX}")
     batch_id = requested or batch_id_from_key(key)

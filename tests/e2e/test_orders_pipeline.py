@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg2
 import pytest
 
+from devstack.resources import read_inbox
 from devstack.sample_data.orders import write_marker, write_orders_batch
 from tests.conftest import run_dag
 
@@ -42,15 +43,11 @@ def inbox(aws):
     """Reads (and empties) an SNS inbox queue; both are emptied before each test."""
 
     def read(queue: str) -> list[dict]:
-        sqs = aws("sqs")
-        url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-        messages = []
-        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
-            for message in batch:
-                envelope = json.loads(message["Body"])
-                messages.append({"subject": envelope.get("Subject"), **json.loads(envelope["Message"])})
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return messages
+        topic = queue.removesuffix("-inbox")
+        return [
+            {"subject": envelope.get("Subject"), **json.loads(envelope["Message"])}
+            for envelope in read_inbox(aws("sqs"), topic)
+        ]
 
     read("etl-success-inbox")
     read("etl-failure-inbox")

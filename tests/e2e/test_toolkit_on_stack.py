@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack.resources import read_inbox
 from tests.conftest import run_dag
 
 pytestmark = pytest.mark.e2e
@@ -17,16 +18,9 @@ SCRIPTS = Path(__file__).parent / "glue_scripts"
 BUCKET = "fo-to-dw-orders-staging-area"
 
 
-def drain(aws, queue: str) -> list[dict]:
-    """Every message waiting in an inbox queue, as the SNS envelope's decoded JSON."""
-    sqs = aws("sqs")
-    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-    messages = []
-    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages"):
-        for message in batch:
-            messages.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return messages
+def drain(aws, topic: str) -> list[dict]:
+    """Every message waiting in a topic's inbox queue (the SNS envelopes)."""
+    return read_inbox(aws("sqs"), topic)
 
 
 def test_a_glue_job_runs_its_script_and_writes_parquet_to_s3(stack, aws, airflow_db, dags, capfd):
@@ -47,13 +41,13 @@ def test_a_glue_job_runs_its_script_and_writes_parquet_to_s3(stack, aws, airflow
 def test_a_failing_script_fails_its_task_with_the_script_error_and_publishes_the_failure(
     stack, aws, airflow_db, dags, capfd
 ):
-    drain(aws, "etl-failure-inbox")
+    drain(aws, "etl-failure")
     _, tis = run_dag(dags["toolkit_glue_fails"], batch_id="b-42")
     assert tis["fail"].state == "failed"
     log = capfd.readouterr().out
     assert "RuntimeError: cannot process batch b-42: source table is empty" in log
 
-    [envelope] = drain(aws, "etl-failure-inbox")
+    [envelope] = drain(aws, "etl-failure")
     assert envelope["Subject"] == "FAILURE toolkit_test b-42"
     body = json.loads(envelope["Message"])
     assert body["status"] == "FAILURE" and body["task_id"] == "fail" and body["dag_id"] == "toolkit_glue_fails"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -23,7 +22,6 @@ import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from moto.server import ThreadedMotoServer
 
 from devstack.sample_data.orders import LANDING_SCHEMA, write_orders_batch
 
@@ -218,12 +216,8 @@ def test_warehouse_secret_gives_connection_options_without_echoing_it():
 
 
 @pytest.fixture(scope="module")
-def aws():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+def aws(moto_endpoint):
+    endpoint = moto_endpoint
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
         AWS_ENDPOINT_URL=endpoint,
@@ -233,9 +227,11 @@ def aws():
         AWS_EC2_METADATA_DISABLED="true",
     )
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    yield {"env": env, "s3": session.client("s3", endpoint_url=endpoint),
-           "secrets": session.client("secretsmanager", endpoint_url=endpoint)}
-    server.stop()
+    return {
+        "env": env,
+        "s3": session.client("s3", endpoint_url=endpoint),
+        "secrets": session.client("secretsmanager", endpoint_url=endpoint),
+    }
 
 
 def new_bucket(aws, purpose: str) -> str:
