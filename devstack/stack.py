@@ -7,6 +7,7 @@ removes ``stack.env``, so a stale file never points at a stack that is gone.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -17,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from devstack import resources
 
@@ -118,8 +120,6 @@ def _boto_credentials() -> dict[str, str]:
 
 def stack_environment(endpoint: str, urls: dict[str, str], state_dir: Path) -> dict[str, str]:
     """Everything a process needs to use the stack: AWS, the Airflow connections and config."""
-    import json
-
     aws_conn = {
         "conn_type": "aws",
         "login": DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
@@ -145,9 +145,6 @@ def stack_environment(endpoint: str, urls: dict[str, str], state_dir: Path) -> d
 
 
 def _postgres_conn_json(url: str) -> str:
-    import json
-    from urllib.parse import unquote, urlsplit
-
     parts = urlsplit(url)
     return json.dumps(
         {
@@ -217,7 +214,5 @@ def run_foreground(options: StackOptions, exit_with_parent: bool = False) -> Non
 
 
 def _redacted(conn_json: str) -> str:
-    import json
-
     conn = json.loads(conn_json)
     return f"postgresql://{conn['login']}:***@{conn['host']}:{conn['port']}/{conn['schema']}"
