@@ -26,7 +26,7 @@ from pathlib import Path
 from devstack.resources import TOPICS, inbox_queue
 from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, read_env_file
 
-PIPELINES = {"orders": "orders_pipeline"}
+PIPELINES = {"orders": "orders_pipeline", "totesys": "totesys_warehouse"}
 
 
 def main(pipeline: str, orders: int, seed: int) -> int:
@@ -200,6 +200,136 @@ def _read_inbox(topic: str) -> list[dict]:
     return read_inbox(boto3.client("sqs"), topic)
 
 
+# -- totesys: two ingestions of a living source database, each taken to the warehouse ---------------
+
+TOTESYS_BUCKETS = ("totesys-ingestion", "totesys-processed")
+TOTESYS_TABLES = ("dim_date", "dim_staff", "dim_location", "dim_currency", "dim_design", "dim_counterparty",
+                  "dim_payment_type", "dim_transaction", "fact_sales_order", "fact_purchase_orders",
+                  "fact_payment")  # fmt: skip
+
+
+def run_totesys(dag_id: str, batch_id: str, orders: int, seed: int, report_file: Path) -> int:
+    """A first full load, a simulated business day, a second run, and the report.
+
+    ``orders`` is the number of sales orders in the source's starting state; the business day
+    adds a twentieth of that. The demo starts from a fresh source, empty totesys buckets and no
+    totesys warehouse schema. (``batch_id`` names only the log: the ingestion names its batches.)
+    """
+    import boto3
+    from airflow.dag_processing.dagbag import DagBag
+
+    from devstack.sample_data import totesys as source
+
+    s3 = boto3.client("s3")
+    for bucket in TOTESYS_BUCKETS:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    _warehouse_execute("DROP SCHEMA IF EXISTS totesys CASCADE")
+    _warehouse_execute("DELETE FROM audit.layer_counts WHERE pipeline = 'totesys'", missing_ok=True)
+    _warehouse_execute("DELETE FROM audit.batches WHERE pipeline = 'totesys'", missing_ok=True)
+    for topic in TOPICS:
+        _read_inbox(topic)
+
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    ingest, load = bag.get_dag("totesys_ingest"), bag.get_dag(dag_id)
+    conn = source.connect()
+    print(f"writing sample batch: the totesys source's starting state, {orders} sales orders (seed {seed}) ...",
+          flush=True)  # fmt: skip
+    started = source.init(conn, sales_orders=orders, seed=seed)
+    days, runs = [("starting state", started)], []
+    ok = True
+    for step in ("first full load", "after a business day"):
+        if step != "first full load":
+            day = source.business_day(conn, sales_orders=max(5, orders // 20), seed=seed + 1)
+            days.append(("business day", day))
+            print(f"writing sample batch: a business day in the source: {json.dumps(day)}", flush=True)
+        print("running totesys_ingest with dag.test() ...", flush=True)
+        ingest_run = ingest.test(run_conf={"tables": None})
+        batch = _xcom(ingest_run, "plan_batch") or {}
+        print(f"marker batch-completion/{batch.get('batch_id')}.json written by the extract", flush=True)
+        print(f"running {dag_id} with dag.test() ...", flush=True)
+        load_run = load.test(run_conf={"batch_id": batch.get("batch_id"), "reprocess": False})
+        runs.append((step, batch.get("batch_id"), ingest_run, load_run))
+        ok = ok and ingest_run.state == "success" and load_run.state == "success"
+        if not ok:
+            break
+    conn.close()
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        report_totesys(runs, days)
+    report_file.write_text(text.getvalue())
+    return 0 if ok else 1
+
+
+def report_totesys(runs: list, days: list) -> None:
+    rule = "=" * 78
+    for step, batch_id, *dag_runs in runs:
+        print(f"\n{rule}\n{step}: batch {batch_id}\n{rule}")
+        for dag_run in dag_runs:
+            print(f"\n{dag_run.dag_id}  run {dag_run.run_id}: {str(dag_run.state).upper()}")
+            for ti in sorted(dag_run.get_task_instances(), key=lambda t: (t.start_date is None, t.start_date)):
+                seconds = f"{ti.duration:.1f}" if ti.duration is not None else "-"
+                print(f"  {ti.task_id:<32}{str(ti.state):<16}{seconds:>8}")
+        rows = _warehouse(
+            "SELECT layer, details FROM audit.layer_counts WHERE pipeline = 'totesys' AND batch_id = %s "
+            "ORDER BY counted_at",
+            (batch_id,),
+        )
+        layers = {layer: details.get("counts", {}) for layer, details in rows}
+        print(f"\nrows per table by layer (audit.layer_counts, batch {batch_id}):")
+        print("  " + f"{'table':<24}" + "".join(f"{layer:>12}" for layer in layers))
+        for table in sorted({t for c in layers.values() for t in c}, key=lambda t: (t in TOTESYS_TABLES, t)):
+            print("  " + f"{table:<24}" + "".join(f"{str(c.get(table, '-')):>12}" for c in layers.values()))
+
+    print(f"\n{rule}\nwhat changed in the source\n{rule}")
+    for name, change in days:
+        print(f"  {name}: {json.dumps(change)}")
+
+    print("\nSNS messages read back from their inbox queues:")
+    for topic in TOPICS:
+        for envelope in _read_inbox(topic):
+            body = json.loads(envelope["Message"])
+            print(f"  [{inbox_queue(topic)}] subject: {envelope.get('Subject')}")
+            for name in ("status", "dag_run_id", "task_id", "error", "note"):
+                if body.get(name) is not None:
+                    print(f"    {name}: {str(body[name])[:400]}")
+            if body.get("counts_table"):
+                print("    " + body["counts_table"].replace("\n", "\n    "))
+
+    print("\nwarehouse (schema totesys):")
+    for table in TOTESYS_TABLES:  # fixed names
+        total = _warehouse(f"SELECT count(*) FROM totesys.{table}", ())
+        print(f"  {table:<24}{total[0][0] if total else '-':>8} rows")
+    print(rule)
+
+
+def _warehouse_execute(statement: str, missing_ok: bool = False) -> None:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    try:
+        with PostgresHook(postgres_conn_id="warehouse_db").get_conn() as conn, conn.cursor() as cursor:
+            cursor.execute(statement)
+    except Exception:
+        if not missing_ok:
+            raise
+
+
+def _xcom(dag_run, task_id: str):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key="return_value")
+            .one_or_none()
+        )
+        return XComModel.deserialize_value(row) if row is not None else None
+
+
+RUNNERS = {"orders_pipeline": run_orders, "totesys_warehouse": run_totesys}
+
 if __name__ == "__main__":
     dag_id_arg, batch_id_arg, orders_arg, seed_arg, report_arg = sys.argv[1:6]
-    sys.exit(run_orders(dag_id_arg, batch_id_arg, int(orders_arg), int(seed_arg), Path(report_arg)))
+    sys.exit(RUNNERS[dag_id_arg](dag_id_arg, batch_id_arg, int(orders_arg), int(seed_arg), Path(report_arg)))

@@ -228,3 +228,102 @@ def count_table(pipeline: str, layer: str, *, sql: str, entity: str, **task_kwar
         return {entity: int(warehouse.scalar(pipeline, sql, {"batch_id": claim["batch_id"]}))}, {}
 
     return _layer_count_task(pipeline, layer, count, **task_kwargs)
+
+
+# -- layers of many tables (a batch of source tables, a star schema) -----------------------------
+
+
+def _layer_count_task_with_rules(pipeline: str, layer: str, count, rules: dict | None, **task_kwargs):
+    """``_layer_count_task``, plus ``reconcile.check_layer_rules`` for entities named differently
+    from landing's (``rules``: entity -> (earlier layer, entity) it must equal)."""
+
+    @task(task_id=f"count_{layer}", **task_kwargs)
+    def count_layer(**context) -> dict[str, Any]:
+        ti = context["ti"]
+        claim = ti.xcom_pull(task_ids=reconcile.CLAIM_TASK_ID)
+        counts, details = count(claim)
+        result = {"layer": layer, "counts": counts, "details": details, "counted_at": datetime.now(UTC).isoformat()}
+        record_layer(pipeline, claim["batch_id"], result, context["run_id"])
+        ti.xcom_push(key=reconcile.LAYER_COUNTS_KEY, value=result)
+        earlier = reconcile.earlier_counts(ti, context["dag"], layer)
+        landing = next((r for r in earlier if r["layer"] == reconcile.LANDING), None)
+        reconcile.check_layer(result, claim, landing, earlier)
+        reconcile.check_layer_rules(result, claim, earlier, rules or {})
+        return result
+
+    return count_layer()
+
+
+def count_parquet_datasets(
+    pipeline: str, layer: str, *, bucket: str, datasets: dict[str, str], rules: dict | None = None, **task_kwargs
+):
+    """Count a parquet layer of several datasets from footers: entity -> prefix (may hold ``{batch_id}``).
+
+    The result's ``counts`` has one entry per dataset (0 when it has no object).
+    """
+
+    def count(claim):
+        counts, files = {}, 0
+        for entity, prefix in datasets.items():
+            rows, objects = count_parquet_rows(bucket, prefix.format(batch_id=claim["batch_id"]), claim["batch_id"])
+            counts[entity], files = rows, files + objects
+        return counts, {"files": files}
+
+    return _layer_count_task_with_rules(pipeline, layer, count, rules, **task_kwargs)
+
+
+def read_parquet_dataset(bucket: str, prefix: str, batch_id: str, columns: list[str] | None = None):
+    """Every data object under a prefix as one pyarrow table (None when there is none)."""
+    import pyarrow as pa
+
+    filesystem = s3_filesystem()
+    tables = [
+        _open_parquet(filesystem, bucket, key, batch_id).read(columns=columns)
+        for key in data_objects(bucket, prefix)
+    ]
+    return pa.concat_tables(tables) if tables else None
+
+
+def count_tables_matching_parquet(
+    pipeline: str,
+    layer: str,
+    *,
+    bucket: str,
+    datasets: dict[str, str],
+    keys: dict[str, tuple[str, ...]],
+    schema: str,
+    rules: dict | None = None,
+    **task_kwargs,
+):
+    """Count, per warehouse table ``<schema>.<entity>``, the rows whose key is one of the batch's
+    parquet rows (``datasets``: entity -> prefix with ``{batch_id}``; ``keys``: entity -> key columns).
+
+    This is the warehouse layer counted from the data: every row of the batch that the load put
+    (or found) in its table, whichever batch first brought it.
+    """
+
+    def count(claim):
+        counts = {}
+        with warehouse.transaction() as cursor:
+            for entity, prefix in datasets.items():
+                columns, batch_id = list(keys[entity]), claim["batch_id"]
+                rows = read_parquet_dataset(bucket, prefix.format(batch_id=batch_id), batch_id, columns)
+                if rows is None or rows.num_rows == 0:
+                    counts[entity] = 0
+                    continue
+                staged, sql = warehouse.stage_arrow(cursor, schema, entity, rows), warehouse.sql_module(cursor)
+                cursor.execute(
+                    sql.SQL("SELECT count(*) FROM {target} AS t WHERE EXISTS (SELECT 1 FROM {staged} AS s WHERE {on})")
+                    .format(
+                        target=sql.Identifier(schema, entity),
+                        staged=sql.Identifier(staged),
+                        on=sql.SQL(" AND ").join(
+                            sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in columns
+                        ),
+                    )
+                    .as_string(cursor)
+                )
+                counts[entity] = cursor.fetchone()[0]
+        return counts, {}
+
+    return _layer_count_task_with_rules(pipeline, layer, count, rules, **task_kwargs)

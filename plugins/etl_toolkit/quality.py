@@ -504,3 +504,31 @@ def check_parquet(pipeline: str, layer: str, *, bucket: str, prefix: str, **task
         return _check_groups([g for g in groups if g.num_rows], suite, batch_id)
 
     return check_schema()
+
+
+def check_parquet_datasets(pipeline: str, layer: str, *, bucket: str, datasets: dict[str, str], **task_kwargs):
+    """Task ``check_<layer>_schema``: each dataset of a layer against its own suite.
+
+    ``datasets`` maps an entity to its prefix (may hold ``{batch_id}``); the suite of an entity is
+    ``include/quality/<pipeline>/<layer>_<entity>.json``. The first dataset that breaks its suite
+    fails the task; the result has one entry per entity.
+    """
+    from airflow.sdk import task
+
+    suites = {entity: load_suite(pipeline, f"{layer}_{entity}") for entity in datasets}
+
+    @task(task_id=f"check_{layer}_schema", **task_kwargs)
+    def check_schema(**context) -> dict:
+        from etl_toolkit.audit import data_objects
+        from etl_toolkit.reconcile import CLAIM_TASK_ID
+
+        batch_id = context["ti"].xcom_pull(task_ids=CLAIM_TASK_ID)["batch_id"]
+        results = {}
+        for entity, prefix in datasets.items():
+            keys = data_objects(bucket, prefix.format(batch_id=batch_id))
+            groups = _read_grouped_by_schema(bucket, keys, batch_id, None)
+            result = _check_groups([g for g in groups if g.num_rows], suites[entity], batch_id)
+            results[entity] = {"rows": result["rows"], "evaluated": result["evaluated"]}
+        return {"batch_id": batch_id, "success": True, "datasets": results}
+
+    return check_schema()

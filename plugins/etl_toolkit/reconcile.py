@@ -121,3 +121,76 @@ def reconcile_batch(pipeline: str):
         return summary
 
     return reconcile()
+
+
+# -- layers whose entities have other names than landing's (e.g. a star schema) -------------------
+
+# A rule says which earlier count an entity of a layer must equal: entity -> (layer, entity).
+Rules = dict[str, tuple[str, str]]
+
+
+def rule_mismatches(result: dict[str, Any], earlier: list[dict[str, Any]], rules: Rules) -> list[str]:
+    """What disagrees with the rules, one sentence each; empty when the layer reconciles."""
+    by_layer = {r["layer"]: r["counts"] for r in earlier}
+    problems = []
+    for entity, (layer, other) in sorted(rules.items()):
+        count, reference = result["counts"].get(entity), by_layer.get(layer, {}).get(other)
+        if count is not None and reference is not None and count != reference:
+            problems.append(f"{result['layer']} has {count} {entity}, {layer} has {reference} {other}")
+    return problems
+
+
+def check_layer_rules(
+    result: dict[str, Any], claim: dict[str, Any], earlier: list[dict[str, Any]], rules: Rules
+) -> None:
+    """Raise CountMismatch (with the counts so far) when ``result`` breaks one of ``rules``."""
+    problems = rule_mismatches(result, earlier, rules)
+    if problems:
+        table = counts_table([*earlier, result], claim.get("expected_counts") or {})
+        raise CountMismatch(
+            f"batch {claim['batch_id']} does not reconcile at layer {result['layer']}: "
+            + "; ".join(problems)
+            + "\n"
+            + table
+        )
+
+
+def counts_by_entity(results: list[dict[str, Any]], expected: dict[str, int]) -> str:
+    """``counts_table`` turned on its side, for many entities: one row per entity, one column per layer."""
+    # Grouped by the first layer that has them, by name within a group (JSON stores lose the order).
+    first = {}
+    for index, entity in [(-1, e) for e in expected] + [(i, e) for i, r in enumerate(results) for e in r["counts"]]:
+        first.setdefault(entity, index)
+    entities = sorted(first, key=lambda e: (max(first[e], 0), e))
+    rows = [["entity", *(["marker"] if expected else []), *(r["layer"] for r in results)]]
+    for entity in entities:
+        marker = [str(expected.get(entity, "-"))] if expected else []
+        rows.append([entity, *marker, *(str(r["counts"].get(entity, "-")) for r in results)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def reconcile_batch_by_rules(pipeline: str, rules: dict[str, Rules]):
+    """Task ``reconcile``: as ``reconcile_batch``, and every layer against its rules (layer -> rules).
+
+    For pipelines whose layers name their entities differently (source tables, then warehouse
+    tables): landing is compared with the marker by name, every other layer by its rules.
+    """
+
+    @task(task_id="reconcile", trigger_rule=TriggerRule.ALL_SUCCESS)
+    def reconcile(**context) -> dict[str, Any]:
+        ti = context["ti"]
+        claim = ti.xcom_pull(task_ids=CLAIM_TASK_ID)
+        results = earlier_counts(ti, context["dag"])
+        summary = reconcile_all(results, claim)
+        summary["table"] = counts_by_entity(results, claim.get("expected_counts") or {})
+        problems = [p for r in results for p in rule_mismatches(r, results, rules.get(r["layer"], {}))]
+        if problems:
+            raise CountMismatch(
+                f"batch {claim['batch_id']} does not reconcile: " + "; ".join(problems) + "\n" + summary["table"]
+            )
+        log.info("Batch %s reconciles:\n%s", claim["batch_id"], summary["table"])
+        close_batch(pipeline, claim["batch_id"], context["run_id"], "SUCCESS")
+        return summary
+
+    return reconcile()

@@ -9,6 +9,7 @@ that guards it commit together or not at all.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -118,5 +119,129 @@ def load_batch(pipeline: str, *, task_id: str, files: list[str], count_sql: str,
                     f"landing has {expected}; rolled back"
                 )
         return {"batch_id": claim["batch_id"], entity: loaded}
+
+    return load()
+
+
+# -- parquet into the warehouse ----------------------------------------------------------------------
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _checked_identifiers(names) -> list[str]:
+    bad = [name for name in names if not _IDENTIFIER.match(name)]
+    if bad:
+        raise ValueError(f"refusing column or table names that are not plain identifiers: {bad}")
+    return list(names)
+
+
+def sql_module(cursor):
+    """``psycopg.sql`` or ``psycopg2.sql``, whichever driver the hook's connection uses."""
+    if type(cursor).__module__.startswith("psycopg2"):
+        from psycopg2 import sql
+    else:
+        from psycopg import sql
+    return sql
+
+
+def copy_csv(cursor, statement: str, data: bytes) -> None:
+    """``COPY ... FROM STDIN`` with either driver."""
+    if hasattr(cursor, "copy_expert"):  # psycopg2
+        import io
+
+        cursor.copy_expert(statement, io.BytesIO(data))
+    else:  # psycopg 3
+        with cursor.copy(statement) as copy:
+            copy.write(data)
+
+
+def stage_arrow(cursor, schema: str, table: str, rows) -> str:
+    """COPY a pyarrow table into a temporary ``staged_<table>`` shaped like ``<schema>.<table>``'s
+    columns of the same names (dropped at commit); returns the temporary table's name."""
+    import io
+
+    import pyarrow.csv as pacsv
+
+    sql = sql_module(cursor)
+    columns = _checked_identifiers(rows.column_names)
+    staged = f"staged_{_checked_identifiers([table])[0]}"
+    # Composed statements go to the cursor as text: some cursor wrappers cannot take them.
+    cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(staged)).as_string(cursor))
+    cursor.execute(
+        sql.SQL("CREATE TEMP TABLE {staged} ON COMMIT DROP AS SELECT {columns} FROM {target} WITH NO DATA")
+        .format(
+            staged=sql.Identifier(staged),
+            columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            target=sql.Identifier(schema, table),
+        )
+        .as_string(cursor)
+    )
+    if rows.num_rows:
+        buffer = io.BytesIO()
+        # Strings are quoted and nulls are bare empty fields, so PostgreSQL tells '' from NULL.
+        pacsv.write_csv(rows, buffer, pacsv.WriteOptions(include_header=False))
+        copy = sql.SQL("COPY {staged} ({columns}) FROM STDIN WITH (FORMAT csv)").format(
+            staged=sql.Identifier(staged), columns=sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        copy_csv(cursor, copy.as_string(cursor), buffer.getvalue())
+    return staged
+
+
+def load_parquet_tables(
+    pipeline: str,
+    *,
+    task_id: str,
+    bucket: str,
+    datasets: dict[str, str],
+    keys: dict[str, tuple[str, ...]],
+    schema: str,
+    files: dict[str, str],
+    **task_kwargs,
+):
+    """Load a batch's parquet datasets into ``<schema>.<entity>`` tables, all in one transaction.
+
+    For each entity, in the order given (dimensions before the facts that refer to them): the
+    batch's rows (``datasets``: entity -> prefix with ``{batch_id}``) are staged in a temporary
+    table, ``include/sql/<pipeline>/<files[entity]>`` moves them into the table (rendered with
+    ``table``, ``staged``, ``columns`` and ``keys``; binds ``batch_id`` and ``loaded_at``), and
+    every staged row must then be found in the table by its key, or the whole load rolls back.
+    Returns the rows staged per entity.
+    """
+    from airflow.sdk import task
+
+    @task(task_id=task_id, **task_kwargs)
+    def load(**context) -> dict[str, Any]:
+        from etl_toolkit.audit import read_parquet_dataset
+        from etl_toolkit.reconcile import CLAIM_TASK_ID, CountMismatch
+
+        batch_id = context["ti"].xcom_pull(task_ids=CLAIM_TASK_ID)["batch_id"]
+        parameters = {"batch_id": batch_id, "loaded_at": context["dag_run"].run_after.isoformat()}
+        loaded: dict[str, int] = {}
+        with transaction() as cursor:
+            for entity, prefix in datasets.items():
+                rows = read_parquet_dataset(bucket, prefix.format(batch_id=batch_id), batch_id)
+                if rows is None or rows.num_rows == 0:
+                    loaded[entity] = 0
+                    continue
+                staged, sql = stage_arrow(cursor, schema, entity, rows), sql_module(cursor)
+                columns, key = _checked_identifiers(rows.column_names), _checked_identifiers(keys[entity])
+                execute(cursor, pipeline, files[entity], parameters,
+                        table=f"{schema}.{entity}", staged=staged, columns=columns, keys=key)  # fmt: skip
+                cursor.execute(
+                    sql.SQL("SELECT count(*) FROM {staged} AS s WHERE NOT EXISTS "
+                            "(SELECT 1 FROM {target} AS t WHERE {on})").format(
+                        staged=sql.Identifier(staged),
+                        target=sql.Identifier(schema, entity),
+                        on=sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in key),
+                    ).as_string(cursor)
+                )  # fmt: skip
+                missing = cursor.fetchone()[0]
+                if missing:
+                    raise CountMismatch(
+                        f"batch {batch_id}: {missing} of {rows.num_rows} rows of {entity} are not in "
+                        f"{schema}.{entity} after the load; rolled back"
+                    )
+                loaded[entity] = rows.num_rows
+        return {"batch_id": batch_id, "loaded": loaded}
 
     return load()

@@ -1,0 +1,100 @@
+"""``python -m bench [names...] [--orders N] [--repeat N]``: run benchmarks, each printing a ratio
+against its baseline; ``--list`` names them. ``make bench`` runs them all.
+
+Everything a benchmark starts (the local stack, servers, child processes) listens on 127.0.0.1 on
+free ports and is stopped when the command ends, also on an error, Ctrl-C or SIGTERM. The exit
+code is 1 when a benchmark failed to run, 0 otherwise (a MISS is a finding, not an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+import time
+import traceback
+
+from bench.common import DEFAULT_ORDERS, Session, Verdict
+
+# name -> module, in the order ``python -m bench`` runs them (cheapest first).
+BENCHMARKS = {
+    "dag_parse": "bench.dag_parse",
+    "glue_overhead": "bench.glue_overhead",
+    "orders_landing_to_staging": "bench.orders_landing_to_staging",
+    "warehouse_staging_load": "bench.warehouse_staging_load",
+    "orders_dag": "bench.orders_dag",
+}
+
+
+def _summary_line(name: str) -> str:
+    """The first paragraph of the benchmark's docstring, without its leading "name: "."""
+    module = importlib.import_module(BENCHMARKS[name])
+    first_paragraph = (module.__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(first_paragraph.split()).removeprefix(f"{name}: ")
+
+
+def _orders_default() -> int:
+    value = os.environ.get("BENCH_ORDERS", "").replace("_", "").replace(",", "")
+    return int(value) if value else DEFAULT_ORDERS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmarks, each printing a ratio against a baseline run in the same command.",
+    )
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "--orders",
+        type=int,
+        default=_orders_default(),
+        help="big-batch size in orders (default: $BENCH_ORDERS or 1,000,000)",
+    )
+    parser.add_argument("--repeat", type=int, help="samples per side (default: each benchmark's own)")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for name in BENCHMARKS:
+            print(f"{name:<28}{_summary_line(name)}")
+        return 0
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    if args.orders < 2:
+        parser.error("--orders must be at least 2")
+    names = args.names or list(BENCHMARKS)
+
+    # SIGTERM (make interrupted, a CI timeout) unwinds like Ctrl-C, so the stack is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    session = Session(orders=args.orders, repeat=args.repeat)
+    verdicts: list[Verdict] = []
+    errors: list[str] = []
+    started = time.monotonic()
+    print(f"benchmarks: {', '.join(names)}; big batch {args.orders:,} orders; work folder {session.workdir}")
+    try:
+        for name in names:
+            print(f"\n=== {name}: {_summary_line(name)}", flush=True)
+            module = importlib.import_module(BENCHMARKS[name])
+            try:
+                verdicts += module.run(session)
+            except Exception:
+                traceback.print_exc()
+                errors.append(name)
+                print(f"=== {name}: ERROR (see the traceback above)", flush=True)
+    finally:
+        session.close()
+
+    print(f"\n=== summary ({time.monotonic() - started:.0f} s)")
+    for verdict in verdicts:
+        outcome = {True: "PASS", False: "MISS", None: "REPORT"}[verdict.passed]
+        print(f"  {outcome:<7}{verdict.benchmark:<28}{verdict.title}")
+    for name in errors:
+        print(f"  {'ERROR':<7}{name}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

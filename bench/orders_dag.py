@@ -1,0 +1,228 @@
+"""orders_dag: a whole batch through ``orders_pipeline`` with ``dag.test()``, and how much of its wall
+time is orchestration rather than the work itself.
+
+Replacing Step Functions with Airflow is only worth it if the orchestrator's share of a batch stays
+small next to the work. The stack is the test suite's (``python -m devstack up`` on free ports);
+Airflow is configured as ``tests/conftest.py`` configures it (SQLite metadata database in a
+temporary AIRFLOW_HOME, ETL_GLUE_POLL_SECONDS=1), in a child process so that the configuration is
+set before Airflow is imported. The batch (BENCH_ORDERS / ``--orders``, with its completion marker)
+is found by the deferrable sensor, as in production.
+
+- baseline  the work: time inside the two Glue scripts (each job run's CompletedOn - StartedOn from
+  ``glue.get_job_runs``, which the emulator stamps when the script's process starts and ends) plus
+  time inside warehouse SQL, bounded above by the durations of the SQL tasks
+  (create_warehouse_tables, load_final_table, count_warehouse_staging, count_final);
+- candidate the wall time of ``dag.test()``.
+
+Orchestration share = wall - Glue scripts - warehouse SQL. It covers Airflow itself (scheduling,
+task start-up, XCom, the sensor) and the in-Airflow tasks that read data (Great Expectations
+checks, parquet audits, crawlers); the block breaks it down. One run per ``--repeat`` (default 1:
+it is the slowest benchmark), each in a fresh process on a fresh batch, after an untimed warm-up
+run on 1,000 orders that fills the bytecode cache. The brief sets no target: the block reports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import (
+    PYTHON,
+    REPO,
+    WARMUP_ORDERS,
+    Session,
+    Stack,
+    Verdict,
+    clean_environment,
+    median,
+    progress,
+    result_block,
+    run_child,
+)
+
+NAME = "orders_dag"
+DAG_ID = "orders_pipeline"
+GLUE_JOBS = ("orders_landing_to_staging", "orders_staging_to_warehouse_staging")
+GLUE_TASKS = ("landing_to_staging", "staging_to_warehouse_staging")
+SQL_TASKS = ("create_warehouse_tables", "load_final_table", "count_warehouse_staging", "count_final")
+_TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
+
+
+def airflow_environment(stack: Stack, airflow_home: Path) -> dict[str, str]:
+    """The stack's variables plus the test suite's Airflow settings (tests/conftest.py)."""
+    stack_vars = {k: v for k, v in stack.env.items() if not k.startswith(("AIRFLOW_HOME", "AIRFLOW__"))}
+    bundle_class = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    bundles = [{"name": "dags-folder", "classpath": bundle_class, "kwargs": {}}]
+    return {
+        **clean_environment(),
+        **stack_vars,
+        "PYTHONPATH": f"{REPO}:{REPO / 'plugins'}",
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+        "ETL_GLUE_POLL_SECONDS": "1",
+        "ETL_RETRY_DELAY_SECONDS": "1",
+        "ETL_INCLUDE_DIR": str(REPO / "include"),
+    }
+
+
+def _run_dag(env: dict[str, str], workdir: Path, batch_id: str, label: str) -> dict:
+    """One ``dag.test()`` in a fresh child, with a progress line per finished task."""
+    result_file, log_file = workdir / f"{batch_id}.json", workdir / f"{batch_id}.log"
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(log_file, stop, label), daemon=True)
+    follower.start()
+    try:
+        run = run_child([PYTHON, "-m", __name__, batch_id, str(result_file)], env=env, log_path=log_file)
+    finally:
+        stop.set()
+        follower.join()
+    result = json.loads(result_file.read_text())
+    result["child_peak_rss_mb"] = run.peak_rss_mb
+    if result["state"] != "success" or not result["loaded"]:
+        states = {t["task_id"]: t["state"] for t in result["tasks"]}
+        raise RuntimeError(f"{DAG_ID} run for {batch_id} ended {result['state']}: {states}; log {log_file}")
+    return result
+
+
+def _follow(log_file: Path, stop: threading.Event, label: str) -> None:
+    position = 0
+    while not stop.wait(1.0):
+        if not log_file.exists():
+            continue
+        with log_file.open(errors="replace") as log:
+            log.seek(position)
+            for line in log:
+                if match := _TASK_END.search(line):
+                    progress(f"{label}: task {match[1]} finished")
+            position = log.tell()
+
+
+def _breakdown(result: dict) -> dict:
+    tasks = {t["task_id"]: t for t in result["tasks"]}
+    duration = {task_id: t["duration"] or 0.0 for task_id, t in tasks.items()}
+    glue = sum(r["seconds"] for r in result["glue_runs"])
+    sql = sum(duration.get(task_id, 0.0) for task_id in SQL_TASKS)
+    in_tasks = sum(duration.values())
+    glue_tasks = sum(duration.get(task_id, 0.0) for task_id in GLUE_TASKS)
+    return {
+        "wall": result["wall_seconds"],
+        "glue": glue,
+        "sql": sql,
+        "orchestration": result["wall_seconds"] - glue - sql,
+        "glue_operator": glue_tasks - glue,  # upload, update_job, start, polling, log fetching
+        "other_tasks": in_tasks - glue_tasks - sql,  # sensor, claim, checks, audits, crawlers, ...
+        "between_tasks": result["wall_seconds"] - in_tasks,
+        "durations": duration,
+    }
+
+
+def run(session: Session) -> list[Verdict]:
+    repeat = session.repeats(1)
+    stack = session.stack()
+    workdir = session.workdir / "orders_dag"
+    workdir.mkdir(parents=True, exist_ok=True)
+    airflow_home = Path(tempfile.mkdtemp(prefix="airflow-home-", dir=workdir))
+    env = airflow_environment(stack, airflow_home)
+    progress("airflow db migrate (SQLite, untimed) ...")
+    run_child([PYTHON, "-m", "airflow", "db", "migrate"], env=env)
+
+    warmup_batch = session.new_batch(WARMUP_ORDERS, write_marker=True)
+    progress(f"warm-up run on {WARMUP_ORDERS:,} orders (untimed; fills the bytecode cache) ...")
+    warmup = _breakdown(_run_dag(env, workdir, warmup_batch.batch_id, "warm-up"))
+
+    runs, results = [], []
+    for index in range(repeat):
+        batch = session.new_batch(session.orders, write_marker=True)
+        progress(f"run {index + 1}/{repeat}: {DAG_ID} on {batch.orders:,} orders with dag.test() ...")
+        result = _run_dag(env, workdir, batch.batch_id, f"run {index + 1}/{repeat}")
+        runs.append(_breakdown(result))
+        results.append(result)
+        progress(f"run {index + 1}/{repeat}: {result['wall_seconds']:.1f} s")
+
+    def med(key: str) -> float:
+        return median([r[key] for r in runs])
+
+    wall, glue, sql, orchestration = med("wall"), med("glue"), med("sql"), med("orchestration")
+    work = glue + sql
+    slowest = sorted(runs[0]["durations"].items(), key=lambda item: -item[1])[:8]
+    glue_runs = ", ".join(f"{r['job']} {r['seconds']:.1f} s" for r in results[0]["glue_runs"])
+    return [
+        result_block(
+            NAME,
+            f"{DAG_ID}, {session.orders:,} orders through dag.test()",
+            measured=f"{repeat} run(s) on fresh batches of {session.orders:,} orders, medians; stack on loopback",
+            baseline=("work: Glue + SQL", f"{work:.1f} s (Glue scripts {glue:.1f} s + warehouse SQL <= {sql:.1f} s)"),
+            candidate=("dag.test() wall", f"{wall:.1f} s ({session.orders / wall:,.0f} orders/s end to end)"),
+            difference=f"orchestration share {orchestration:.1f} s = {orchestration / wall:.0%} of the wall time",
+            ratio=f"wall / work = {wall / work:.2f}",
+            target="none set by the brief (report only)",
+            passed=None,
+            details=[
+                "orchestration share, broken down: "
+                f"Glue operators around their runs {med('glue_operator'):.1f} s (script upload, job update, "
+                f"1 s polling, log fetch); other tasks {med('other_tasks'):.1f} s (sensor, claim, GX checks, "
+                f"parquet audits, crawlers, reconcile, SNS); between tasks {med('between_tasks'):.1f} s",
+                f"Glue job runs (StartedOn..CompletedOn): {glue_runs}",
+                "slowest tasks: " + ", ".join(f"{task_id} {seconds:.1f} s" for task_id, seconds in slowest),
+                f"peak RSS of the dag.test() process (tasks run in it): "
+                f"{median([r['child_peak_rss_mb'] for r in results]):,.0f} MB",
+                f"warm-up run at {WARMUP_ORDERS:,} orders (fixed cost of a batch): {warmup['wall']:.1f} s wall, "
+                f"of which Glue {warmup['glue']:.1f} s, SQL <= {warmup['sql']:.1f} s",
+            ],
+        )
+    ]
+
+
+# -- inside the configured child: python -m bench.orders_dag BATCH_ID RESULT_FILE --------------------------
+
+
+def child_main(batch_id: str, result_file: Path) -> None:
+    import boto3
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO / "dags")).get_dag(DAG_ID)
+    conf = {name: dag.params.get_param(name).value for name in dag.params}
+    conf.update(batch_id=None, reprocess=False)  # wait for the marker, as a production run does
+    started_on = datetime.now(UTC)
+    started = time.perf_counter()
+    dag_run = dag.test(run_conf=conf)
+    wall = time.perf_counter() - started
+
+    glue = boto3.client("glue")
+    glue_runs = []
+    for job in GLUE_JOBS:
+        for job_run in glue.get_job_runs(JobName=job)["JobRuns"]:
+            if job_run["StartedOn"] >= started_on and job_run.get("CompletedOn"):
+                seconds = (job_run["CompletedOn"] - job_run["StartedOn"]).total_seconds()
+                glue_runs.append({"job": job, "seconds": seconds, "execution_time": job_run.get("ExecutionTime")})
+    tasks = [
+        {"task_id": ti.task_id, "state": str(ti.state), "duration": ti.duration, "try_number": ti.try_number}
+        for ti in dag_run.get_task_instances()
+    ]
+    landing = boto3.client("s3").list_objects_v2(
+        Bucket="fo-to-dw-orders-landing-area", Prefix=f"batch-archive/loaded/{batch_id}.json"
+    )
+    result = {
+        "batch_id": batch_id,
+        "state": str(dag_run.state),
+        "wall_seconds": wall,
+        "glue_runs": glue_runs,
+        "tasks": tasks,
+        "loaded": landing.get("KeyCount", 0) > 0,  # the run took this batch and set its marker aside
+    }
+    result_file.write_text(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1], Path(sys.argv[2]))

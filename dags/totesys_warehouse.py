@@ -1,0 +1,181 @@
+"""
+### Totesys: ingested batch → star schema in S3 → warehouse, reconciled table by table
+
+Replaces the **transform** and **load** Lambdas of the seed `totesys-oltp-to-warehouse.md` (and
+the Step Functions state machine that chained them) with one DAG, driven by the completion
+marker that `totesys_ingest` writes.
+
+**Steps**
+1. `wait_for_marker` waits, deferred in the triggerer, for `batch-completion/<batch_id>.json` in
+   `totesys-ingestion`; `claim_batch` takes the oldest marker and claims the batch.
+2. Landing (the ingested batch, `batches/<batch_id>/<table>.parquet`): Great Expectations checks
+   every table against its suite (`include/quality/totesys/landing_<table>.json`) → audit count
+   per source table from the parquet footers, compared with the marker's `expected_counts`.
+3. Glue `totesys_remodel` writes the eleven star-schema tables of the batch to
+   `totesys-processed/<table>/batch_id=<batch_id>/` (facts: one row per source-row version;
+   `dim_date`: every date the facts refer to) → crawler over the processed bucket → audit count
+   per warehouse table (each fact and dimension against its source table's landing count).
+4. `load_warehouse` loads the batch into schema `totesys` in one transaction: dimensions upserted
+   (type 1), new fact versions appended (a version seen before adds nothing) → audit count of
+   the batch's rows found in each warehouse table (must equal the processed count).
+5. `reconcile` checks every table of every layer against the marker, `archive_marker` sets the
+   marker aside as loaded, `notify_success` publishes the counts per table to SNS
+   `etl-success`. Any failed task publishes to `etl-failure` and sets the marker aside under
+   `batch-archive/failed/` with the reason.
+
+**Trigger** Runs continuously: each run waits for the next marker. To run one batch now (again),
+trigger with `batch_id`; tick `reprocess` to load a batch that already loaded (nothing changes).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Asset, chain, dag
+
+from etl_toolkit import audit, batches, config, glue, notify, quality, reconcile, warehouse
+
+PIPELINE = "totesys"
+INGESTION_BUCKET = "totesys-ingestion"
+PROCESSED_BUCKET = "totesys-processed"
+SCHEMA = "totesys"
+
+SOURCE_TABLES = ("address", "counterparty", "currency", "department", "design", "staff", "sales_order",
+                 "purchase_order", "payment", "payment_type", "transaction")  # fmt: skip
+# Warehouse tables in load order (dimensions before the facts that refer to them) and their keys:
+# a fact row is one version of a source row.
+WAREHOUSE_KEYS = {
+    "dim_date": ("date_id",),
+    "dim_staff": ("staff_id",),
+    "dim_location": ("location_id",),
+    "dim_currency": ("currency_id",),
+    "dim_design": ("design_id",),
+    "dim_counterparty": ("counterparty_id",),
+    "dim_payment_type": ("payment_type_id",),
+    "dim_transaction": ("transaction_id",),
+    "fact_sales_order": ("sales_order_id", "last_updated_date", "last_updated_time"),
+    "fact_purchase_orders": ("purchase_order_id", "last_updated_date", "last_updated_time"),
+    "fact_payment": ("payment_id", "last_updated_date", "last_updated_time"),
+}
+# Each warehouse table that holds one row per changed source row, against its source table.
+# (dim_staff and dim_counterparty may hold more: a changed department or address re-emits them.)
+FROM_SOURCE = {
+    "fact_sales_order": "sales_order",
+    "fact_purchase_orders": "purchase_order",
+    "fact_payment": "payment",
+    "dim_transaction": "transaction",
+    "dim_payment_type": "payment_type",
+    "dim_design": "design",
+    "dim_currency": "currency",
+    "dim_location": "address",
+}
+INGESTED = {table: f"batches/{{batch_id}}/{table}.parquet" for table in SOURCE_TABLES}
+PROCESSED = {table: f"{table}/batch_id={{batch_id}}/" for table in WAREHOUSE_KEYS}
+RULES = {
+    "processed": {table: ("landing", source) for table, source in FROM_SOURCE.items()},
+    "warehouse": {table: ("processed", table) for table in WAREHOUSE_KEYS},
+}
+
+LANDING = Asset(name="totesys_ingested", uri=f"s3://{INGESTION_BUCKET}/batches/")
+PROCESSED_ASSET = Asset(name="totesys_processed", uri=f"s3://{PROCESSED_BUCKET}/")
+WAREHOUSE_ASSETS = [
+    Asset(name=f"totesys_{table}", uri=f"postgres://warehouse:5432/warehouse/{SCHEMA}/{table}")
+    for table in WAREHOUSE_KEYS
+]
+
+
+@dag(
+    dag_id="totesys_warehouse",
+    schedule="@continuous",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=config.default_args(PIPELINE, INGESTION_BUCKET),
+    params=config.batch_params(),
+    tags=["totesys", "glue", "event-driven", "star-schema"],
+    doc_md=__doc__,
+)
+def totesys_warehouse():
+    # -- sense and claim --------------------------------------------------------------------------
+    wait_for_marker = batches.wait_for_marker(INGESTION_BUCKET)
+    create_warehouse_tables = warehouse.create_tables(PIPELINE)
+    claim_batch = batches.claim_batch(PIPELINE, INGESTION_BUCKET)
+    is_new_batch = batches.skip_if_already_loaded()
+
+    # -- landing: the ingested batch ------------------------------------------------------------------
+    check_landing_schema = quality.check_parquet_datasets(
+        PIPELINE, "landing", bucket=INGESTION_BUCKET, datasets=INGESTED, inlets=[LANDING]
+    )
+    count_landing = audit.count_parquet_datasets(PIPELINE, "landing", bucket=INGESTION_BUCKET, datasets=INGESTED)
+
+    # -- processed: the star schema in S3 -------------------------------------------------------------
+    remodel = glue.GlueJob(
+        task_id="remodel",
+        pipeline=PIPELINE,
+        script="totesys_remodel.py",
+        script_args={
+            "--batch_id": batches.BATCH_ID,
+            "--ingestion_bucket": INGESTION_BUCKET,
+            "--processed_bucket": PROCESSED_BUCKET,
+        },
+        outlets=[PROCESSED_ASSET],
+    )
+    crawl_processed = glue.CatalogCrawler(
+        task_id="crawl_processed",
+        config={
+            **glue.crawler_config("totesys-processed-crawler", f"s3://{PROCESSED_BUCKET}/", table_prefix="totesys_"),
+            # The tables only: state/ is the remodel job's own bookkeeping.
+            "Targets": {"S3Targets": [{"Path": f"s3://{PROCESSED_BUCKET}/{table}/"} for table in WAREHOUSE_KEYS]},
+        },
+    )
+    count_processed = audit.count_parquet_datasets(
+        PIPELINE, "processed", bucket=PROCESSED_BUCKET, datasets=PROCESSED, rules=RULES["processed"]
+    )
+
+    # -- warehouse ------------------------------------------------------------------------------------
+    load_warehouse = warehouse.load_parquet_tables(
+        PIPELINE,
+        task_id="load_warehouse",
+        bucket=PROCESSED_BUCKET,
+        datasets=PROCESSED,
+        keys=WAREHOUSE_KEYS,
+        schema=SCHEMA,
+        files={t: "load_fact.sql" if t.startswith("fact_") else "load_dimension.sql" for t in WAREHOUSE_KEYS},
+        outlets=WAREHOUSE_ASSETS,
+    )
+    count_warehouse = audit.count_tables_matching_parquet(
+        PIPELINE,
+        "warehouse",
+        bucket=PROCESSED_BUCKET,
+        datasets=PROCESSED,
+        keys=WAREHOUSE_KEYS,
+        schema=SCHEMA,
+        rules=RULES["warehouse"],
+    )
+
+    # -- close the batch ------------------------------------------------------------------------------
+    reconcile_counts = reconcile.reconcile_batch_by_rules(PIPELINE, RULES)
+    archive_marker = batches.archive_marker(INGESTION_BUCKET)
+    notify_success = notify.publish_success(PIPELINE)
+
+    chain(
+        wait_for_marker,
+        create_warehouse_tables,
+        claim_batch,
+        is_new_batch,
+        check_landing_schema,
+        count_landing,
+        remodel,
+        crawl_processed,
+        count_processed,
+        load_warehouse,
+        count_warehouse,
+        reconcile_counts,
+        archive_marker,
+        notify_success,
+    )
+    # A batch that already loaded skips the load but is still archived and reported as a no-op.
+    claim_batch >> archive_marker
+
+
+totesys_warehouse()

@@ -1,0 +1,345 @@
+"""The totesys OLTP source: its schema, a realistic starting state and a simulated business day.
+
+The eleven tables of CONTRACTS.md ("Totesys"), each with ``created_at`` and ``last_updated``,
+created in the ``totesys`` database as the role that owns it (``totesys_app``). ``init`` drops
+and recreates them and fills a starting state; ``business-day`` then changes the data the way
+the application would during a day: new sales orders, purchase orders, transactions and
+payments; changed staff emails, counterparty contacts and order quantities; a few payments
+marked paid. Every change moves ``last_updated``. Both are deterministic for a given seed
+(timestamps are the database clock, as the application's are).
+
+CLI (connection from ``AIRFLOW_CONN_TOTESYS_DB``, JSON or URI, as in ``.local/stack.env``)::
+
+    python -m devstack.sample_data.totesys init [--sales-orders 200] [--seed 7]
+    python -m devstack.sample_data.totesys business-day [--sales-orders 20] [--seed 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+TABLES = (
+    "address",
+    "counterparty",
+    "currency",
+    "department",
+    "design",
+    "staff",
+    "sales_order",
+    "purchase_order",
+    "payment",
+    "payment_type",
+    "transaction",
+)
+
+DDL = """
+DROP TABLE IF EXISTS payment, transaction, sales_order, purchase_order, staff, counterparty,
+    department, design, currency, payment_type, address CASCADE;
+
+CREATE TABLE address (
+    address_id serial PRIMARY KEY, address_line_1 text NOT NULL, address_line_2 text,
+    district text, city text NOT NULL, postal_code text NOT NULL, country text NOT NULL,
+    phone text NOT NULL,
+    created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
+CREATE TABLE currency (
+    currency_id serial PRIMARY KEY, currency_code char(3) NOT NULL,
+    created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
+CREATE TABLE department (
+    department_id serial PRIMARY KEY, department_name text NOT NULL, location text, manager text,
+    created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
+CREATE TABLE design (
+    design_id serial PRIMARY KEY, design_name text NOT NULL, file_location text NOT NULL,
+    file_name text NOT NULL,
+    created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
+CREATE TABLE payment_type (
+    payment_type_id serial PRIMARY KEY, payment_type_name text NOT NULL,
+    created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
+CREATE TABLE counterparty (
+    counterparty_id serial PRIMARY KEY, counterparty_legal_name text NOT NULL,
+    legal_address_id int NOT NULL REFERENCES address, commercial_contact text, delivery_contact text,
+    created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
+CREATE TABLE staff (
+    staff_id serial PRIMARY KEY, first_name text NOT NULL, last_name text NOT NULL,
+    department_id int NOT NULL REFERENCES department, email_address text NOT NULL,
+    created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
+CREATE TABLE sales_order (
+    sales_order_id serial PRIMARY KEY, design_id int NOT NULL REFERENCES design,
+    staff_id int NOT NULL REFERENCES staff, counterparty_id int NOT NULL REFERENCES counterparty,
+    units_sold int NOT NULL, unit_price numeric(10,2) NOT NULL,
+    currency_id int NOT NULL REFERENCES currency, agreed_delivery_date date NOT NULL,
+    agreed_payment_date date NOT NULL, agreed_delivery_location_id int NOT NULL REFERENCES address,
+    created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
+CREATE TABLE purchase_order (
+    purchase_order_id serial PRIMARY KEY, staff_id int NOT NULL REFERENCES staff,
+    counterparty_id int NOT NULL REFERENCES counterparty, item_code text NOT NULL,
+    item_quantity int NOT NULL, item_unit_price numeric(10,2) NOT NULL,
+    currency_id int NOT NULL REFERENCES currency, agreed_delivery_date date NOT NULL,
+    agreed_payment_date date NOT NULL, agreed_delivery_location_id int NOT NULL REFERENCES address,
+    created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
+CREATE TABLE transaction (
+    transaction_id serial PRIMARY KEY, transaction_type text NOT NULL
+        CHECK (transaction_type IN ('SALE', 'PURCHASE')),
+    sales_order_id int REFERENCES sales_order, purchase_order_id int REFERENCES purchase_order,
+    created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
+CREATE TABLE payment (
+    payment_id serial PRIMARY KEY, transaction_id int NOT NULL REFERENCES transaction,
+    counterparty_id int NOT NULL REFERENCES counterparty, payment_amount numeric(12,2) NOT NULL,
+    currency_id int NOT NULL REFERENCES currency, payment_type_id int NOT NULL REFERENCES payment_type,
+    paid boolean NOT NULL, payment_date date NOT NULL, company_ac_number int NOT NULL,
+    counterparty_ac_number int NOT NULL,
+    created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
+"""
+
+CURRENCIES = ("GBP", "USD", "EUR")
+PAYMENT_TYPES = ("SALES_RECEIPT", "SALES_REFUND", "PURCHASE_PAYMENT", "PURCHASE_REFUND")
+DEPARTMENTS = (
+    ("Sales", "Manchester"),
+    ("Purchasing", "Manchester"),
+    ("Production", "Leeds"),
+    ("Dispatch", "Leeds"),
+    ("Finance", "Manchester"),
+    ("Facilities", "Manchester"),
+    ("Communications", "Leeds"),
+    ("HR", "Leeds"),
+)
+FIRST_NAMES = ("Jeremie", "Deron", "Jeanette", "Ana", "Magdalena", "Korey", "Raphael", "Oswaldo", "Brody", "Jazmyn",
+               "Meda", "Imani", "Stan", "Rigoberto", "Tom", "Pierre", "Zoë", "Łukasz", "Siân", "Aoife")  # fmt: skip
+LAST_NAMES = ("Franey", "Beier", "Erdman", "Glover", "Zieme", "Boyer", "Rippin", "Bergstrom", "Ratke", "Kuhn",
+              "Reichel", "Schmidt", "Lehner", "Müller", "O'Brien", "Ó Súilleabháin", "Hahn", "Kozey")  # fmt: skip
+CITIES = (("New Patienceburgh", "Avon", "US"), ("Aliso Viejo", None, "US"), ("Lake Charles", "Bedfordshire", "UK"),
+          ("Olsonside", None, "Guernsey"), ("Fort Shadburgh", "Cambridgeshire", "UK"), ("Kendraburgh", None, "Japan"),
+          ("Suffolk", "Buckinghamshire", "Austria"), ("East Bobbie", None, "Germany"))  # fmt: skip
+COMPANIES = ("Fahey and Sons", "Leannon, Predovic and Morar", "Armstrong Inc", "Kohler Inc",
+             "Frami, Yundt and Macejkovic", "Mraz LLC", "Padberg, Lueilwitz and Johnson", "Grant - Lakin",
+             "Price LLC", "Bryant Group", "Yost, Watsica and Mann", "Hansen Ltd", "Moen Inc",
+             "Ankunding, Bins and Corkery")  # fmt: skip
+DESIGN_WORDS = ("Wooden", "Bronze", "Granite", "Soft", "Frozen", "Steel", "Cotton", "Rubber", "Plastic", "Fresh")
+
+
+def _connect_kwargs(conn: str) -> dict[str, Any]:
+    """psycopg2 keyword arguments from an Airflow connection (JSON or URI form)."""
+    if conn.lstrip().startswith("{"):
+        spec = json.loads(conn)
+        return {
+            "host": spec.get("host"),
+            "port": int(spec.get("port") or 5432),
+            "dbname": spec.get("schema"),
+            "user": spec.get("login"),
+            "password": spec.get("password"),
+        }
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(conn)
+    return {
+        "host": parts.hostname,
+        "port": parts.port or 5432,
+        "dbname": parts.path.lstrip("/"),
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+    }
+
+
+def connect(conn: str | None = None):
+    """A psycopg2 connection to the totesys source (default: ``AIRFLOW_CONN_TOTESYS_DB``)."""
+    import psycopg2
+
+    conn = conn or os.environ.get("AIRFLOW_CONN_TOTESYS_DB")
+    if not conn:
+        raise SystemExit("AIRFLOW_CONN_TOTESYS_DB is not set: source .local/stack.env first")
+    return psycopg2.connect(**_connect_kwargs(conn))
+
+
+def _insert(cursor, table: str, row: dict[str, Any]) -> int:
+    # Table and column names are this module's own constants; values are bound.
+    columns = ", ".join(row)
+    placeholders = ", ".join(f"%({c})s" for c in row)
+    cursor.execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING 1", row)
+    return 1
+
+
+def _phone(rng: random.Random) -> str:
+    return f"{rng.randint(1000, 9999)} {rng.randint(100000, 999999)}"
+
+
+def _address(rng: random.Random) -> dict[str, Any]:
+    city, district, country = rng.choice(CITIES)
+    return {
+        "address_line_1": f"{rng.randint(1, 999)} {rng.choice(LAST_NAMES)} Street",
+        "address_line_2": rng.choice([None, f"Flat {rng.randint(1, 40)}"]),
+        "district": district,
+        "city": city,
+        "postal_code": f"{rng.randint(10000, 99999)}",
+        "country": country,
+        "phone": _phone(rng),
+    }
+
+
+def _ids(cursor, table: str) -> list[int]:
+    cursor.execute(f"SELECT {table}_id FROM {table} ORDER BY 1")
+    return [row[0] for row in cursor.fetchall()]
+
+
+def _order_dates(rng: random.Random, today: date) -> tuple[date, date]:
+    delivery = today + timedelta(days=rng.randint(1, 30))
+    return delivery, delivery + timedelta(days=rng.randint(0, 30))
+
+
+def _new_orders(cursor, rng: random.Random, sales_orders: int, purchase_orders: int) -> dict[str, int]:
+    """New sales and purchase orders, each with its transaction and (for some) a payment."""
+    today = date.today()
+    designs, staff, counterparties = _ids(cursor, "design"), _ids(cursor, "staff"), _ids(cursor, "counterparty")
+    currencies, addresses = _ids(cursor, "currency"), _ids(cursor, "address")
+    counts = dict.fromkeys(("sales_order", "purchase_order", "transaction", "payment"), 0)
+    for kind, n in (("SALE", sales_orders), ("PURCHASE", purchase_orders)):
+        for _ in range(n):
+            delivery, payment_date = _order_dates(rng, today)
+            counterparty = rng.choice(counterparties)
+            currency = rng.choice(currencies)
+            if kind == "SALE":
+                quantity, price = rng.randint(1000, 100000), Decimal(rng.randint(200, 400)) / 100
+                cursor.execute(
+                    "INSERT INTO sales_order (design_id, staff_id, counterparty_id, units_sold, unit_price,"
+                    " currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING sales_order_id",
+                    (rng.choice(designs), rng.choice(staff), counterparty, quantity, price, currency,
+                     delivery, payment_date, rng.choice(addresses)),
+                )  # fmt: skip
+                order_id, counts["sales_order"] = cursor.fetchone()[0], counts["sales_order"] + 1
+                link = (order_id, None)
+            else:
+                quantity, price = rng.randint(1, 1000), Decimal(rng.randint(100, 100000)) / 100
+                cursor.execute(
+                    "INSERT INTO purchase_order (staff_id, counterparty_id, item_code, item_quantity, item_unit_price,"
+                    " currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING purchase_order_id",
+                    (rng.choice(staff), counterparty, f"{rng.choice('ABCDEFGHJK')}{rng.randint(1000000, 9999999)}",
+                     quantity, price, currency, delivery, payment_date, rng.choice(addresses)),
+                )  # fmt: skip
+                order_id, counts["purchase_order"] = cursor.fetchone()[0], counts["purchase_order"] + 1
+                link = (None, order_id)
+            cursor.execute(
+                "INSERT INTO transaction (transaction_type, sales_order_id, purchase_order_id)"
+                " VALUES (%s, %s, %s) RETURNING transaction_id",
+                (kind, *link),
+            )
+            transaction_id, counts["transaction"] = cursor.fetchone()[0], counts["transaction"] + 1
+            if rng.random() < 0.8:
+                payment_type = 1 if kind == "SALE" else 3
+                cursor.execute(
+                    "INSERT INTO payment (transaction_id, counterparty_id, payment_amount, currency_id,"
+                    " payment_type_id, paid, payment_date, company_ac_number, counterparty_ac_number)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (transaction_id, counterparty, (quantity * price).quantize(Decimal("0.01")), currency,
+                     payment_type, False, payment_date, rng.randint(10000000, 99999999),
+                     rng.randint(10000000, 99999999)),
+                )  # fmt: skip
+                counts["payment"] += 1
+    return counts
+
+
+def init(conn, *, sales_orders: int = 200, seed: int = 7) -> dict[str, int]:
+    """Recreate the schema and fill a starting state; returns the row count of every table."""
+    rng = random.Random(seed)
+    with conn, conn.cursor() as cursor:
+        cursor.execute(DDL)
+        for code in CURRENCIES:
+            _insert(cursor, "currency", {"currency_code": code})
+        for name in PAYMENT_TYPES:
+            _insert(cursor, "payment_type", {"payment_type_name": name})
+        for name, location in DEPARTMENTS:
+            manager = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
+            _insert(cursor, "department", {"department_name": name, "location": location, "manager": manager})
+        for _ in range(30):
+            _insert(cursor, "address", _address(rng))
+        for i in range(40):
+            word = rng.choice(DESIGN_WORDS)
+            _insert(cursor, "design", {"design_name": word, "file_location": f"/{word.lower()}",
+                                       "file_name": f"{word.lower()}-{i:04d}.json"})  # fmt: skip
+        for i in range(20):
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            _insert(cursor, "staff", {"first_name": first, "last_name": last,
+                                      "department_id": rng.randint(1, len(DEPARTMENTS)),
+                                      "email_address": f"staff{i}@terrifictotes.com"})  # fmt: skip
+        for name in COMPANIES:
+            contacts = [f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}" for _ in range(2)]
+            row = {"counterparty_legal_name": name, "legal_address_id": rng.randint(1, 30)}
+            _insert(cursor, "counterparty", {**row, "commercial_contact": contacts[0], "delivery_contact": contacts[1]})
+        _new_orders(cursor, rng, sales_orders, max(1, sales_orders // 2))
+    return table_counts(conn)
+
+
+def business_day(conn, *, sales_orders: int = 20, seed: int = 8) -> dict[str, Any]:
+    """One day of the application: new orders and payments, and changes to existing rows.
+
+    Returns what changed: ``inserted`` (rows per table) and ``updated`` (ids per table).
+    """
+    rng = random.Random(seed)
+    updated: dict[str, list[int]] = {}
+    with conn, conn.cursor() as cursor:
+        # Existing rows change first, so the new ones below are not among them.
+        staff = rng.sample(_ids(cursor, "staff"), 2)
+        for staff_id in staff:
+            cursor.execute(
+                "UPDATE staff SET email_address = %s, last_updated = now() WHERE staff_id = %s",
+                (f"staff{staff_id}.{seed}@terrifictotes.com", staff_id),
+            )
+        counterparties = rng.sample(_ids(cursor, "counterparty"), 2)
+        for counterparty_id in counterparties:
+            cursor.execute(
+                "UPDATE counterparty SET commercial_contact = %s, last_updated = now() WHERE counterparty_id = %s",
+                (f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}", counterparty_id),
+            )
+        orders = rng.sample(_ids(cursor, "sales_order"), 3)
+        for sales_order_id in orders:
+            cursor.execute(
+                "UPDATE sales_order SET units_sold = units_sold + %s, last_updated = now() WHERE sales_order_id = %s",
+                (rng.randint(1, 500), sales_order_id),
+            )
+        cursor.execute("SELECT payment_id FROM payment WHERE NOT paid ORDER BY 1")
+        unpaid = [row[0] for row in cursor.fetchall()]
+        paid = rng.sample(unpaid, min(3, len(unpaid)))
+        for payment_id in paid:
+            cursor.execute("UPDATE payment SET paid = true, last_updated = now() WHERE payment_id = %s", (payment_id,))
+        updated = {"staff": staff, "counterparty": counterparties, "sales_order": orders, "payment": paid}
+        inserted = _new_orders(cursor, rng, sales_orders, max(1, sales_orders // 2))
+    return {"inserted": inserted, "updated": updated}
+
+
+def table_counts(conn) -> dict[str, int]:
+    with conn, conn.cursor() as cursor:
+        counts = {}
+        for table in TABLES:
+            cursor.execute(f"SELECT count(*) FROM {table}")  # fixed names
+            counts[table] = cursor.fetchone()[0]
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.sample_data.totesys", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("init", "business-day"))
+    parser.add_argument("--sales-orders", type=int, default=None, help="new sales orders (default 200 / 20)")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args(argv)
+    conn = connect()
+    try:
+        if args.command == "init":
+            result: Any = init(conn, sales_orders=args.sales_orders or 200, seed=7 if args.seed is None else args.seed)
+        else:
+            result = business_day(
+                conn, sales_orders=args.sales_orders or 20, seed=8 if args.seed is None else args.seed
+            )
+    finally:
+        conn.close()
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
