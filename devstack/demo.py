@@ -102,7 +102,14 @@ def _wait_for(env_file: Path, process: subprocess.Popen, timeout: float = 120) -
     deadline = time.monotonic() + timeout
     while not env_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:
-            sys.exit(f"the local stack did not start; see {DEFAULT_STATE_DIR / 'demo-stack.log'}")
+            log = DEFAULT_STATE_DIR / "demo-stack.log"
+            reasons = [
+                line for line in log.read_text(errors="replace").splitlines() if "FATAL" in line or "Error" in line
+            ]
+            sys.exit(
+                f"the local stack did not start (is `make stack` or another stack using ports 5555/5433?); see {log}"
+                + "".join(f"\n  {line}" for line in reasons[-3:])
+            )
         time.sleep(0.2)
 
 
