@@ -22,6 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-airflow-db", action="store_true", help="do not migrate an Airflow metadata database")
     up.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process dies")
 
+    airflow_cli = commands.add_parser(
+        "airflow", help="the local stack plus Airflow (API server and UI, scheduler, DAG processor, triggerer)"
+    )
+    airflow_cli.add_argument("--port", type=int, default=8080, help="UI and API port on 127.0.0.1 (0: any free port)")
+    airflow_cli.add_argument("--state-dir", type=Path, help="where data, stack.env and logs live (default .local)")
+    airflow_cli.add_argument("--aws-port", type=int, default=5555, help="emulator port (0: any free port)")
+    airflow_cli.add_argument("--pg-port", type=int, default=5433, help="embedded PostgreSQL port (0: any free port)")
+    airflow_cli.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process dies")
+
     bundle = commands.add_parser("bundle", help="build the MWAA deployment in dist/mwaa")
     bundle.add_argument("--out", type=Path, default=Path("dist/mwaa"))
 
@@ -45,6 +54,19 @@ def main(argv: list[str] | None = None) -> int:
             migrate_airflow_db=not args.no_airflow_db,
         )
         run_foreground(options, exit_with_parent=args.exit_with_parent)
+    elif args.command == "airflow":
+        from devstack import airflow
+        from devstack.stack import DEFAULT_STATE_DIR
+
+        return airflow.run_foreground(
+            airflow.AirflowOptions(
+                state_dir=(args.state_dir or DEFAULT_STATE_DIR).resolve(),
+                port=args.port,
+                aws_port=args.aws_port,
+                pg_port=args.pg_port,
+                exit_with_parent=args.exit_with_parent,
+            )
+        )
     elif args.command == "demo":
         from devstack.demo import main as demo_main
 
