@@ -17,6 +17,7 @@ CLI (connection from ``AIRFLOW_CONN_TOTESYS_DB``, JSON or URI, as in ``.local/st
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import random
@@ -156,6 +157,48 @@ def connect(conn: str | None = None):
     return psycopg2.connect(**_connect_kwargs(conn))
 
 
+# The columns _new_orders writes, per table, in the order it writes the tables.
+ORDER_COLUMNS = {
+    "sales_order": ("sales_order_id", "design_id", "staff_id", "counterparty_id", "units_sold", "unit_price",
+                    "currency_id", "agreed_delivery_date", "agreed_payment_date", "agreed_delivery_location_id"),
+    "purchase_order": ("purchase_order_id", "staff_id", "counterparty_id", "item_code", "item_quantity",
+                       "item_unit_price", "currency_id", "agreed_delivery_date", "agreed_payment_date",
+                       "agreed_delivery_location_id"),
+    "transaction": ("transaction_id", "transaction_type", "sales_order_id", "purchase_order_id"),
+    "payment": ("payment_id", "transaction_id", "counterparty_id", "payment_amount", "currency_id", "payment_type_id",
+                "paid", "payment_date", "company_ac_number", "counterparty_ac_number"),
+}  # fmt: skip
+
+
+def _reserve_ids(cursor, table: str, n: int) -> list[int]:
+    """The next ``n`` ids of the table's serial column, taken from its sequence as inserts would."""
+    if n <= 0:
+        return []
+    cursor.execute(
+        "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)", (table, f"{table}_id", n)
+    )
+    return sorted(row[0] for row in cursor.fetchall())
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _copy(cursor, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Rows into the table with one ``COPY ... FROM STDIN`` (text format)."""
+    if not rows:
+        return
+    data = io.StringIO("".join("\t".join(map(_copy_value, row)) + "\n" for row in rows))
+    cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN", data)  # this module's own names
+
+
 def _insert(cursor, table: str, row: dict[str, Any]) -> int:
     # Table and column names are this module's own constants; values are bound.
     columns = ", ".join(row)
@@ -192,56 +235,52 @@ def _order_dates(rng: random.Random, today: date) -> tuple[date, date]:
 
 
 def _new_orders(cursor, rng: random.Random, sales_orders: int, purchase_orders: int) -> dict[str, int]:
-    """New sales and purchase orders, each with its transaction and (for some) a payment."""
+    """New sales and purchase orders, each with its transaction and (for some) a payment.
+
+    The rows are made in memory, in the order the application would insert them one by one, with
+    ids taken from each table's own sequence, and written with one COPY per table: the same rows,
+    ids and sequences as row-by-row inserts, fast enough for a source of 100,000 orders.
+    """
     today = date.today()
     designs, staff, counterparties = _ids(cursor, "design"), _ids(cursor, "staff"), _ids(cursor, "counterparty")
     currencies, addresses = _ids(cursor, "currency"), _ids(cursor, "address")
-    counts = dict.fromkeys(("sales_order", "purchase_order", "transaction", "payment"), 0)
-    for kind, n in (("SALE", sales_orders), ("PURCHASE", purchase_orders)):
-        for _ in range(n):
+    rows: dict[str, list[tuple]] = {table: [] for table in ORDER_COLUMNS}
+    transaction_ids = iter(_reserve_ids(cursor, "transaction", sales_orders + purchase_orders))
+    payments = []
+    for kind, table, n in (("SALE", "sales_order", sales_orders), ("PURCHASE", "purchase_order", purchase_orders)):
+        for order_id in _reserve_ids(cursor, table, n):
             delivery, payment_date = _order_dates(rng, today)
             counterparty = rng.choice(counterparties)
             currency = rng.choice(currencies)
             if kind == "SALE":
                 quantity, price = rng.randint(1000, 100000), Decimal(rng.randint(200, 400)) / 100
-                cursor.execute(
-                    "INSERT INTO sales_order (design_id, staff_id, counterparty_id, units_sold, unit_price,"
-                    " currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING sales_order_id",
-                    (rng.choice(designs), rng.choice(staff), counterparty, quantity, price, currency,
-                     delivery, payment_date, rng.choice(addresses)),
+                rows[table].append(
+                    (order_id, rng.choice(designs), rng.choice(staff), counterparty, quantity, price, currency,
+                     delivery, payment_date, rng.choice(addresses))
                 )  # fmt: skip
-                order_id, counts["sales_order"] = cursor.fetchone()[0], counts["sales_order"] + 1
                 link = (order_id, None)
             else:
                 quantity, price = rng.randint(1, 1000), Decimal(rng.randint(100, 100000)) / 100
-                cursor.execute(
-                    "INSERT INTO purchase_order (staff_id, counterparty_id, item_code, item_quantity, item_unit_price,"
-                    " currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING purchase_order_id",
-                    (rng.choice(staff), counterparty, f"{rng.choice('ABCDEFGHJK')}{rng.randint(1000000, 9999999)}",
-                     quantity, price, currency, delivery, payment_date, rng.choice(addresses)),
+                rows[table].append(
+                    (order_id, rng.choice(staff), counterparty,
+                     f"{rng.choice('ABCDEFGHJK')}{rng.randint(1000000, 9999999)}", quantity, price, currency,
+                     delivery, payment_date, rng.choice(addresses))
                 )  # fmt: skip
-                order_id, counts["purchase_order"] = cursor.fetchone()[0], counts["purchase_order"] + 1
                 link = (None, order_id)
-            cursor.execute(
-                "INSERT INTO transaction (transaction_type, sales_order_id, purchase_order_id)"
-                " VALUES (%s, %s, %s) RETURNING transaction_id",
-                (kind, *link),
-            )
-            transaction_id, counts["transaction"] = cursor.fetchone()[0], counts["transaction"] + 1
+            transaction_id = next(transaction_ids)
+            rows["transaction"].append((transaction_id, kind, *link))
             if rng.random() < 0.8:
                 payment_type = 1 if kind == "SALE" else 3
-                cursor.execute(
-                    "INSERT INTO payment (transaction_id, counterparty_id, payment_amount, currency_id,"
-                    " payment_type_id, paid, payment_date, company_ac_number, counterparty_ac_number)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                payments.append(
                     (transaction_id, counterparty, (quantity * price).quantize(Decimal("0.01")), currency,
                      payment_type, False, payment_date, rng.randint(10000000, 99999999),
-                     rng.randint(10000000, 99999999)),
+                     rng.randint(10000000, 99999999))
                 )  # fmt: skip
-                counts["payment"] += 1
-    return counts
+    payment_ids = _reserve_ids(cursor, "payment", len(payments))
+    rows["payment"] = [(payment_id, *row) for payment_id, row in zip(payment_ids, payments, strict=True)]
+    for table, columns in ORDER_COLUMNS.items():  # parents before the rows that refer to them
+        _copy(cursor, table, columns, rows[table])
+    return {table: len(table_rows) for table, table_rows in rows.items()}
 
 
 def init(conn, *, sales_orders: int = 200, seed: int = 7) -> dict[str, int]:
