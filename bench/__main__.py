@@ -1,5 +1,6 @@
-"""``python -m bench [names...] [--orders N] [--repeat N]``: run benchmarks, each printing a ratio
-against its baseline; ``--list`` names them. ``make bench`` runs them all.
+"""``python -m bench [names...] [--orders N] [--totesys-sales-orders N] [--repeat N]``: run
+benchmarks, each printing a ratio against its baseline; ``--list`` names them. ``make bench`` runs
+them all.
 
 Everything a benchmark starts (the local stack, servers, child processes) listens on 127.0.0.1 on
 free ports and is stopped when the command ends, also on an error, Ctrl-C or SIGTERM. The exit
@@ -16,7 +17,7 @@ import sys
 import time
 import traceback
 
-from bench.common import DEFAULT_ORDERS, Session, Verdict
+from bench.common import DEFAULT_ORDERS, DEFAULT_TOTESYS_SALES_ORDERS, Session, Verdict
 
 # name -> module, in the order ``python -m bench`` runs them (cheapest first).
 BENCHMARKS = {
@@ -24,7 +25,9 @@ BENCHMARKS = {
     "glue_overhead": "bench.glue_overhead",
     "orders_landing_to_staging": "bench.orders_landing_to_staging",
     "warehouse_staging_load": "bench.warehouse_staging_load",
+    "totesys_ingest": "bench.totesys_ingest",
     "orders_dag": "bench.orders_dag",
+    "totesys_cycle": "bench.totesys_cycle",
 }
 
 
@@ -35,9 +38,9 @@ def _summary_line(name: str) -> str:
     return " ".join(first_paragraph.split()).removeprefix(f"{name}: ")
 
 
-def _orders_default() -> int:
-    value = os.environ.get("BENCH_ORDERS", "").replace("_", "").replace(",", "")
-    return int(value) if value else DEFAULT_ORDERS
+def _size_default(variable: str, default: int) -> int:
+    value = os.environ.get(variable, "").replace("_", "").replace(",", "")
+    return int(value) if value else default
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,8 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--orders",
         type=int,
-        default=_orders_default(),
+        default=_size_default("BENCH_ORDERS", DEFAULT_ORDERS),
         help="big-batch size in orders (default: $BENCH_ORDERS or 1,000,000)",
+    )
+    parser.add_argument(
+        "--totesys-sales-orders",
+        type=int,
+        default=_size_default("BENCH_TOTESYS_SALES_ORDERS", DEFAULT_TOTESYS_SALES_ORDERS),
+        help="sales orders in the totesys source (default: $BENCH_TOTESYS_SALES_ORDERS or 100,000)",
     )
     parser.add_argument("--repeat", type=int, help="samples per side (default: each benchmark's own)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
@@ -65,15 +74,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     if args.orders < 2:
         parser.error("--orders must be at least 2")
+    if args.totesys_sales_orders < 1:
+        parser.error("--totesys-sales-orders must be at least 1")
     names = args.names or list(BENCHMARKS)
 
     # SIGTERM (make interrupted, a CI timeout) unwinds like Ctrl-C, so the stack is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    session = Session(orders=args.orders, repeat=args.repeat)
+    session = Session(orders=args.orders, repeat=args.repeat, totesys_sales_orders=args.totesys_sales_orders)
     verdicts: list[Verdict] = []
     errors: list[str] = []
     started = time.monotonic()
-    print(f"benchmarks: {', '.join(names)}; big batch {args.orders:,} orders; work folder {session.workdir}")
+    print(
+        f"benchmarks: {', '.join(names)}; big batch {args.orders:,} orders; totesys source "
+        f"{args.totesys_sales_orders:,} sales orders; work folder {session.workdir}"
+    )
     try:
         for name in names:
             print(f"\n=== {name}: {_summary_line(name)}", flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -29,12 +30,17 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 GLUE_LAUNCHER = REPO / "devstack" / "glue_launcher.py"
 ORDERS_SCRIPTS = REPO / "include" / "glue_scripts" / "orders"
+TOTESYS_SCRIPTS = REPO / "include" / "glue_scripts" / "totesys"
 LANDING_BUCKET = "fo-to-dw-orders-landing-area"
 STAGING_BUCKET = "fo-to-dw-orders-staging-area"
 REGION = "eu-west-1"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 DEFAULT_ORDERS = 1_000_000
 WARMUP_ORDERS = 1_000
+TOTESYS_BUCKETS = ("totesys-ingestion", "totesys-processed")
+DEFAULT_TOTESYS_SALES_ORDERS = 100_000
+WARMUP_TOTESYS_SALES_ORDERS = 1_000
+TOTESYS_SEED = 7  # the simulator's own default
 
 _STARTED = time.monotonic()
 
@@ -314,6 +320,12 @@ class Stack:
             host=conn["host"], port=conn["port"], dbname=conn["schema"], user=conn["login"], password=conn["password"]
         )
 
+    def totesys_connection(self):
+        """A connection to the totesys source as its application role (``totesys_app``)."""
+        from devstack.sample_data.totesys import connect
+
+        return connect(self.env["AIRFLOW_CONN_TOTESYS_DB"])
+
     def client(self, service: str):
         import boto3
 
@@ -348,6 +360,118 @@ def in_process_emulator() -> Iterator[str]:
         yield endpoint
     finally:
         emulator.stop()
+
+
+# -- Airflow runs of whole DAGs (orders_dag, totesys_cycle) ----------------------------------------------
+
+_TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
+
+
+def airflow_environment(stack: Stack, airflow_home: Path) -> dict[str, str]:
+    """The stack's variables plus the test suite's Airflow settings (tests/conftest.py)."""
+    stack_vars = {k: v for k, v in stack.env.items() if not k.startswith(("AIRFLOW_HOME", "AIRFLOW__"))}
+    bundle_class = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    bundles = [{"name": "dags-folder", "classpath": bundle_class, "kwargs": {}}]
+    return {
+        **clean_environment(),
+        **stack_vars,
+        "PYTHONPATH": f"{REPO}:{REPO / 'plugins'}",
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
+        "ETL_GLUE_POLL_SECONDS": "1",
+        "ETL_RETRY_DELAY_SECONDS": "1",
+        "ETL_INCLUDE_DIR": str(REPO / "include"),
+    }
+
+
+def airflow_setup(session: Session, name: str) -> tuple[Path, dict[str, str]]:
+    """A work folder for the benchmark and the environment of an Airflow with a migrated SQLite
+    metadata database of its own (migrated here, untimed)."""
+    workdir = session.workdir / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    airflow_home = Path(tempfile.mkdtemp(prefix="airflow-home-", dir=workdir))
+    env = airflow_environment(session.stack(), airflow_home)
+    progress("airflow db migrate (SQLite, untimed) ...")
+    run_child([PYTHON, "-m", "airflow", "db", "migrate"], env=env)
+    return workdir, env
+
+
+def run_dag_child(argv: Sequence[str], env: dict[str, str], log_file: Path, label: str) -> ChildRun:
+    """A child that runs DAGs with ``dag.test()`` (``argv`` after the interpreter), with a progress
+    line per finished task while it runs."""
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow_tasks, args=(log_file, stop, label), daemon=True)
+    follower.start()
+    try:
+        return run_child([PYTHON, *argv], env=env, log_path=log_file)
+    finally:
+        stop.set()
+        follower.join()
+
+
+def _follow_tasks(log_file: Path, stop: threading.Event, label: str) -> None:
+    position = 0
+    while not stop.wait(1.0):
+        if not log_file.exists():
+            continue
+        with log_file.open(errors="replace") as log:
+            log.seek(position)
+            for line in log:
+                if match := _TASK_END.search(line):
+                    progress(f"{label}: task {match[1]} finished")
+            position = log.tell()
+
+
+def task_records(dag_run) -> list[dict]:
+    """In the child: each task instance of a finished ``dag.test()`` run, as JSON."""
+    return [
+        {"task_id": ti.task_id, "state": str(ti.state), "duration": ti.duration, "try_number": ti.try_number}
+        for ti in dag_run.get_task_instances()
+    ]
+
+
+def glue_job_runs(jobs: Sequence[str], since: datetime) -> list[dict]:
+    """In the child: the runs of these Glue jobs started since ``since``, each with its seconds from
+    StartedOn to CompletedOn (the emulator stamps them when the script's process starts and ends)."""
+    import boto3
+
+    glue = boto3.client("glue")
+    runs = []
+    for job in jobs:
+        for job_run in glue.get_job_runs(JobName=job)["JobRuns"]:
+            if job_run["StartedOn"] >= since and job_run.get("CompletedOn"):
+                seconds = (job_run["CompletedOn"] - job_run["StartedOn"]).total_seconds()
+                runs.append({"job": job, "seconds": seconds, "execution_time": job_run.get("ExecutionTime")})
+    return runs
+
+
+def orchestration_breakdown(result: dict, glue_tasks: Sequence[str], sql_tasks: Sequence[str]) -> dict:
+    """Where the wall time of ``dag.test()`` run(s) went: ``result`` holds ``wall_seconds``, the
+    ``tasks`` (task_records) and the ``glue_runs`` (glue_job_runs) of the run(s).
+
+    work = time inside the Glue scripts + the durations of the SQL tasks (an upper bound on time
+    inside warehouse SQL); orchestration share = wall - work.
+    """
+    duration = {t["task_id"]: t["duration"] or 0.0 for t in result["tasks"]}
+    glue = sum(r["seconds"] for r in result["glue_runs"])
+    sql = sum(duration.get(task_id, 0.0) for task_id in sql_tasks)
+    in_tasks = sum(duration.values())
+    in_glue_tasks = sum(duration.get(task_id, 0.0) for task_id in glue_tasks)
+    return {
+        "wall": result["wall_seconds"],
+        "glue": glue,
+        "sql": sql,
+        "orchestration": result["wall_seconds"] - glue - sql,
+        "glue_operator": in_glue_tasks - glue,  # upload, update_job, start, polling, log fetching
+        "other_tasks": in_tasks - in_glue_tasks - sql,  # sensor, claim, checks, audits, crawlers, ...
+        "between_tasks": result["wall_seconds"] - in_tasks,
+        "durations": duration,
+    }
 
 
 # -- what benchmarks of one command share ----------------------------------------------------------------
@@ -385,8 +509,10 @@ class Session:
 
     orders: int
     repeat: int | None
+    totesys_sales_orders: int = DEFAULT_TOTESYS_SALES_ORDERS
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     _stack: Stack | None = None
+    _totesys_source: tuple[int, dict[str, int]] | None = None  # (sales orders, rows per table)
     _batches: dict[int, OrdersBatch] = field(default_factory=dict)
     _days: Iterator[int] = field(default_factory=lambda: iter(range(1, 10_000)))
 
@@ -450,6 +576,48 @@ class Session:
                 raise RuntimeError(f"staging has {summary['lines_written']} lines, expected {batch.order_lines}")
             batch.staged = True
         return batch
+
+    def totesys_source(self, sales_orders: int) -> dict[str, int]:
+        """The totesys source in the simulator's starting state with ``sales_orders`` sales orders
+        (``devstack.sample_data.totesys init``, its default seed); made again only when a different
+        size is asked for (the benchmarks only read it). Returns the rows per table."""
+        if self._totesys_source is None or self._totesys_source[0] != sales_orders:
+            from devstack.sample_data import totesys
+
+            progress(f"totesys source: init with {sales_orders:,} sales orders (seed {TOTESYS_SEED}) ...")
+            started = time.perf_counter()
+            conn = self.stack().totesys_connection()
+            try:
+                counts = totesys.init(conn, sales_orders=sales_orders, seed=TOTESYS_SEED)
+            finally:
+                conn.close()
+            progress(
+                f"totesys source ready in {time.perf_counter() - started:.1f} s: {sum(counts.values()):,} rows "
+                f"({', '.join(f'{table} {n:,}' for table, n in counts.items() if n >= 1000)}, ...)"
+            )
+            self._totesys_source = (sales_orders, counts)
+        return dict(self._totesys_source[1])
+
+    def reset_totesys(self) -> None:
+        """No trace of totesys outside its source: empty totesys buckets (batches, markers,
+        watermarks, processed tables), no ``totesys`` warehouse schema, no totesys audit rows."""
+        s3 = self.stack().client("s3")
+        for bucket in TOTESYS_BUCKETS:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                if keys:
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        conn = self.stack().warehouse_connection()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("DROP SCHEMA IF EXISTS totesys CASCADE")
+                cursor.execute("SELECT to_regclass('audit.batches') IS NOT NULL")
+                if cursor.fetchone()[0]:
+                    cursor.execute("DELETE FROM audit.layer_counts WHERE pipeline = 'totesys'")
+                    cursor.execute("DELETE FROM audit.batches WHERE pipeline = 'totesys'")
+        finally:
+            conn.close()
 
     def close(self) -> None:
         if self._stack is not None:

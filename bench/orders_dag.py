@@ -24,26 +24,24 @@ run on 1,000 orders that fills the bytecode cache. The brief sets no target: the
 from __future__ import annotations
 
 import json
-import re
 import sys
-import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.common import (
-    PYTHON,
     REPO,
     WARMUP_ORDERS,
     Session,
-    Stack,
     Verdict,
-    clean_environment,
+    airflow_setup,
+    glue_job_runs,
     median,
+    orchestration_breakdown,
     progress,
     result_block,
-    run_child,
+    run_dag_child,
+    task_records,
 )
 
 NAME = "orders_dag"
@@ -51,42 +49,12 @@ DAG_ID = "orders_pipeline"
 GLUE_JOBS = ("orders_landing_to_staging", "orders_staging_to_warehouse_staging")
 GLUE_TASKS = ("landing_to_staging", "staging_to_warehouse_staging")
 SQL_TASKS = ("create_warehouse_tables", "load_final_table", "count_warehouse_staging", "count_final")
-_TASK_END = re.compile(r"\[DAG TEST\] end task task_id=(\S+)")
-
-
-def airflow_environment(stack: Stack, airflow_home: Path) -> dict[str, str]:
-    """The stack's variables plus the test suite's Airflow settings (tests/conftest.py)."""
-    stack_vars = {k: v for k, v in stack.env.items() if not k.startswith(("AIRFLOW_HOME", "AIRFLOW__"))}
-    bundle_class = "airflow.dag_processing.bundles.local.LocalDagBundle"
-    bundles = [{"name": "dags-folder", "classpath": bundle_class, "kwargs": {}}]
-    return {
-        **clean_environment(),
-        **stack_vars,
-        "PYTHONPATH": f"{REPO}:{REPO / 'plugins'}",
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
-        "ETL_GLUE_POLL_SECONDS": "1",
-        "ETL_RETRY_DELAY_SECONDS": "1",
-        "ETL_INCLUDE_DIR": str(REPO / "include"),
-    }
 
 
 def _run_dag(env: dict[str, str], workdir: Path, batch_id: str, label: str) -> dict:
     """One ``dag.test()`` in a fresh child, with a progress line per finished task."""
     result_file, log_file = workdir / f"{batch_id}.json", workdir / f"{batch_id}.log"
-    stop = threading.Event()
-    follower = threading.Thread(target=_follow, args=(log_file, stop, label), daemon=True)
-    follower.start()
-    try:
-        run = run_child([PYTHON, "-m", __name__, batch_id, str(result_file)], env=env, log_path=log_file)
-    finally:
-        stop.set()
-        follower.join()
+    run = run_dag_child(["-m", __name__, batch_id, str(result_file)], env, log_file, label)
     result = json.loads(result_file.read_text())
     result["child_peak_rss_mb"] = run.peak_rss_mb
     if result["state"] != "success" or not result["loaded"]:
@@ -95,47 +63,13 @@ def _run_dag(env: dict[str, str], workdir: Path, batch_id: str, label: str) -> d
     return result
 
 
-def _follow(log_file: Path, stop: threading.Event, label: str) -> None:
-    position = 0
-    while not stop.wait(1.0):
-        if not log_file.exists():
-            continue
-        with log_file.open(errors="replace") as log:
-            log.seek(position)
-            for line in log:
-                if match := _TASK_END.search(line):
-                    progress(f"{label}: task {match[1]} finished")
-            position = log.tell()
-
-
 def _breakdown(result: dict) -> dict:
-    tasks = {t["task_id"]: t for t in result["tasks"]}
-    duration = {task_id: t["duration"] or 0.0 for task_id, t in tasks.items()}
-    glue = sum(r["seconds"] for r in result["glue_runs"])
-    sql = sum(duration.get(task_id, 0.0) for task_id in SQL_TASKS)
-    in_tasks = sum(duration.values())
-    glue_tasks = sum(duration.get(task_id, 0.0) for task_id in GLUE_TASKS)
-    return {
-        "wall": result["wall_seconds"],
-        "glue": glue,
-        "sql": sql,
-        "orchestration": result["wall_seconds"] - glue - sql,
-        "glue_operator": glue_tasks - glue,  # upload, update_job, start, polling, log fetching
-        "other_tasks": in_tasks - glue_tasks - sql,  # sensor, claim, checks, audits, crawlers, ...
-        "between_tasks": result["wall_seconds"] - in_tasks,
-        "durations": duration,
-    }
+    return orchestration_breakdown(result, GLUE_TASKS, SQL_TASKS)
 
 
 def run(session: Session) -> list[Verdict]:
     repeat = session.repeats(1)
-    stack = session.stack()
-    workdir = session.workdir / "orders_dag"
-    workdir.mkdir(parents=True, exist_ok=True)
-    airflow_home = Path(tempfile.mkdtemp(prefix="airflow-home-", dir=workdir))
-    env = airflow_environment(stack, airflow_home)
-    progress("airflow db migrate (SQLite, untimed) ...")
-    run_child([PYTHON, "-m", "airflow", "db", "migrate"], env=env)
+    workdir, env = airflow_setup(session, NAME)
 
     warmup_batch = session.new_batch(WARMUP_ORDERS, write_marker=True)
     progress(f"warm-up run on {WARMUP_ORDERS:,} orders (untimed; fills the bytecode cache) ...")
@@ -199,17 +133,8 @@ def child_main(batch_id: str, result_file: Path) -> None:
     dag_run = dag.test(run_conf=conf)
     wall = time.perf_counter() - started
 
-    glue = boto3.client("glue")
-    glue_runs = []
-    for job in GLUE_JOBS:
-        for job_run in glue.get_job_runs(JobName=job)["JobRuns"]:
-            if job_run["StartedOn"] >= started_on and job_run.get("CompletedOn"):
-                seconds = (job_run["CompletedOn"] - job_run["StartedOn"]).total_seconds()
-                glue_runs.append({"job": job, "seconds": seconds, "execution_time": job_run.get("ExecutionTime")})
-    tasks = [
-        {"task_id": ti.task_id, "state": str(ti.state), "duration": ti.duration, "try_number": ti.try_number}
-        for ti in dag_run.get_task_instances()
-    ]
+    glue_runs = glue_job_runs(GLUE_JOBS, started_on)
+    tasks = task_records(dag_run)
     landing = boto3.client("s3").list_objects_v2(
         Bucket="fo-to-dw-orders-landing-area", Prefix=f"batch-archive/loaded/{batch_id}.json"
     )
