@@ -1,5 +1,7 @@
 """What every benchmark shares: timing, A/B interleaving, the result block, child processes with
-their peak memory, and the local stack (started on first use and stopped at the end, even on error).
+their peak memory, the local stack (started on first use and stopped at the end, even on error),
+whole-DAG runs with ``dag.test()`` and their orchestration share, and the sample data (orders
+batches, the totesys source).
 
 A benchmark never trusts an absolute number on these shared, noisy machines: it runs a baseline
 and a candidate in the same command, alternating them (A B A B ...) so that a slow spell hits both,
