@@ -18,16 +18,20 @@ object (CONTRACTS.md). A DAG run:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
+from airflow.providers.amazon.aws.triggers.s3 import S3KeyTrigger
 from airflow.sdk import TriggerRule, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+from airflow.triggers.base import TriggerEvent
 
 from etl_toolkit.config import AWS_CONN_ID, BATCH_ID_PATTERN, BATCH_MARKER_PREFIX
 
@@ -109,18 +113,74 @@ def _parse_timestamp(key: str, name: str, value: Any) -> datetime:
     return stamp.astimezone(UTC)
 
 
+class MarkerOrQueuedRunTrigger(S3KeyTrigger):
+    """Fires when a key appears under ``batch-completion/``, or when a run of the same DAG is queued.
+
+    A continuous DAG runs one run at a time, so a run started from the UI or the API (for a given
+    batch, say) would queue behind the run that is waiting for the next marker, for as long as no
+    marker comes. This trigger notices such a queued run at its next poke and ends the wait, so the
+    waiting run makes way and the queued one starts within a poke interval.
+    """
+
+    def __init__(self, *, dag_id: str, give_up_at: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.dag_id = dag_id
+        # The scheduler times a deferred task out by itself, but dag.test() runs the trigger inline
+        # with no timeout: the trigger keeps the deadline too, so a quiet day ends the same in both.
+        self.give_up_at = give_up_at
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        _, kwargs = super().serialize()
+        # S3KeyTrigger serializes its extra hook arguments under "hook_params"; spread them back.
+        kwargs = {**kwargs.pop("hook_params", {}), **kwargs, "dag_id": self.dag_id, "give_up_at": self.give_up_at}
+        return f"{__name__}.{type(self).__name__}", kwargs
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            async with await self.hook.get_async_conn() as client:
+                while True:
+                    if await self.hook.check_key_async(
+                        client, self.bucket_name, self.bucket_key, self.wildcard_match, self.use_regex
+                    ):
+                        yield TriggerEvent({"status": "success"})
+                        return
+                    queued = await self._queued_runs()
+                    if queued:
+                        yield TriggerEvent({"status": "make_way", "queued_runs": queued})
+                        return
+                    if self.give_up_at and datetime.now(UTC) >= datetime.fromisoformat(self.give_up_at):
+                        yield TriggerEvent({"status": "timeout"})
+                        return
+                    self.log.info("No marker and no queued run. Sleeping for %s seconds", self.poke_interval)
+                    await asyncio.sleep(self.poke_interval)
+        except Exception as error:  # surfaces in the task as a failure that names the bucket
+            yield TriggerEvent({"status": "error", "message": f"{type(error).__name__}: {error}"})
+
+    async def _queued_runs(self) -> int:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+        from asgiref.sync import sync_to_async
+
+        try:
+            return await sync_to_async(RuntimeTaskInstance.get_dr_count)(dag_id=self.dag_id, states=["queued"])
+        except Exception as error:  # not being able to look is no reason to stop waiting for markers
+            self.log.warning("Could not count queued runs of %s (%s); waiting for markers only.", self.dag_id, error)
+            return 0
+
+
 class BatchMarkerSensor(S3KeySensor):
     """Waits (deferred, in the triggerer) for any key under ``batch-completion/``.
 
     A run started for a given batch (``params.batch_id``) does not wait: the claim task finds
-    that batch's marker wherever it is.
+    that batch's marker wherever it is. A waiting run ends *skipped* when its ``timeout`` passes
+    with no marker (a quiet day is not a failure) or when another run of the DAG is queued (it
+    makes way, see ``MarkerOrQueuedRunTrigger``); any other error, S3 unreachable or access denied
+    say, fails the task, so it is notified instead of passing for a quiet day.
     """
 
     def __init__(self, *, bucket_name: str, aws_conn_id: str = AWS_CONN_ID, **kwargs):
         kwargs.setdefault("deferrable", True)
         kwargs.setdefault("poke_interval", 30)
         kwargs.setdefault("timeout", 24 * 60 * 60)
-        kwargs.setdefault("soft_fail", True)  # a quiet day ends the run skipped, not failed
         super().__init__(
             bucket_name=bucket_name,
             bucket_key=f"{BATCH_MARKER_PREFIX}*",
@@ -134,7 +194,51 @@ class BatchMarkerSensor(S3KeySensor):
         if batch_id:
             self.log.info("Run started for batch %s: not waiting for a new marker.", batch_id)
             return None
-        return super().execute(context)
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):
+            return None
+        self.defer(
+            timeout=timedelta(seconds=self.timeout),
+            trigger=MarkerOrQueuedRunTrigger(
+                dag_id=context["dag"].dag_id,
+                bucket_name=self.bucket_name,
+                bucket_key=self.bucket_key,
+                wildcard_match=True,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+                poke_interval=self.poke_interval,
+                give_up_at=(datetime.now(UTC) + timedelta(seconds=self.timeout)).isoformat(),
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context, event: dict[str, Any]) -> None:
+        where = f"s3://{self.bucket_name}/{BATCH_MARKER_PREFIX}"
+        if event.get("status") == "make_way":
+            raise AirflowSkipException(
+                f"{event.get('queued_runs')} queued run(s) of {context['dag'].dag_id} (started from the UI or "
+                f"the API): this run stops waiting for {where} and ends skipped so they can start"
+            )
+        if event.get("status") == "timeout":
+            raise self._quiet_day()
+        if event.get("status") == "error":
+            raise AirflowException(f"waiting for a marker under {where} failed: {event.get('message')}")
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context):
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowSensorTimeout as error:  # the scheduler timed the deferral out
+            raise self._quiet_day() from error
+
+    def _quiet_day(self) -> AirflowSkipException:
+        """Only the timeout is a quiet day: the run ends skipped, and the next run waits again."""
+        return AirflowSkipException(
+            f"no marker under s3://{self.bucket_name}/{BATCH_MARKER_PREFIX} within {self.timeout:.0f} s: "
+            "this run ends skipped and the next run waits again"
+        )
 
 
 class MarkerStore:

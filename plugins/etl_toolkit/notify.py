@@ -116,8 +116,13 @@ class BatchFailureNotifier(SnsNotifier):
         marker_key = context["ti"].xcom_pull(task_ids=CLAIM_TASK_ID, key="marker_key")
         if marker_key and self.landing_bucket:
             reason = {**facts, "failed_at": datetime.now(UTC).isoformat()}
-            target = MarkerStore(self.landing_bucket, self.aws_conn_id).set_aside(marker_key, "failed", reason)
-            self.log.info("Set the marker aside at s3://%s/%s", self.landing_bucket, target)
+            try:
+                target = MarkerStore(self.landing_bucket, self.aws_conn_id).set_aside(marker_key, "failed", reason)
+                self.log.info("Set the marker aside at s3://%s/%s", self.landing_bucket, target)
+            except Exception:
+                # Gone already (archive_marker ran before a later task failed, or someone moved it):
+                # nothing is pending to block later batches. The batch is still closed as FAILED.
+                self.log.exception("Could not set s3://%s/%s aside", self.landing_bucket, marker_key)
         if facts.get("batch_id"):
             close_batch(self.pipeline, facts["batch_id"], context["run_id"], "FAILED", facts["error"])
 
@@ -126,11 +131,12 @@ def publish_success(pipeline: str):
     """Task ``notify_success``: the SUCCESS summary (counts, durations) once the batch is done.
 
     It runs for a batch that was already loaded too (the load tasks were skipped): the message
-    then says that the run changed nothing.
+    then says that the run changed nothing. A run that claimed no batch (its sensor ended skipped)
+    publishes nothing.
     """
     from airflow.sdk import TriggerRule, Variable, task
 
-    @task(task_id="notify_success", trigger_rule=TriggerRule.NONE_FAILED)
+    @task(task_id="notify_success", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def notify_success(**context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.sns import SnsHook
 

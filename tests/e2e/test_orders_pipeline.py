@@ -12,6 +12,8 @@ import io
 import json
 import threading
 import time
+import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import psycopg2
@@ -406,3 +408,47 @@ def test_a_glue_job_that_dies_mid_run_is_retried_and_converges_without_duplicate
     lines = marker["expected_counts"]["order_lines"]
     assert final_lines(warehouse, "e2e-killed") == lines
     assert warehouse("SELECT count(*) FROM orders.stg_order_lines WHERE run_id = %s", "e2e-killed") == [(lines,)]
+
+
+@contextmanager
+def queued_run(dag_id: str):
+    """A run of the DAG waiting in the queue, as the UI's trigger button leaves one behind a
+    continuous DAG's active run; deleted afterwards."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+    run_id = f"manual__queued-{uuid.uuid4().hex[:8]}"
+    with create_session() as session:
+        session.add(
+            DagRun(
+                dag_id=dag_id,
+                run_id=run_id,
+                run_type=DagRunType.MANUAL,
+                state=DagRunState.QUEUED,
+                run_after=datetime.now(UTC),
+                triggered_by=DagRunTriggeredByType.UI,
+                conf={},
+            )
+        )
+    try:
+        yield run_id
+    finally:
+        with create_session() as session:
+            session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).delete()
+
+
+def test_a_run_waiting_for_a_marker_makes_way_for_a_run_queued_from_the_ui(aws, orders_dag, inbox, capfd):
+    """A continuous DAG has one active run: a run triggered from the UI queues behind the run that
+    waits for the next marker. That run's trigger sees the queued run and ends the wait, skipped,
+    so the queued run can start; nothing else of it runs and nothing is published."""
+    pending = aws("s3").list_objects_v2(Bucket=LANDING, Prefix="batch-completion/").get("Contents", [])
+    assert pending == [], "an earlier test left a marker pending, so the sensor would not wait"
+
+    with queued_run("orders_pipeline"):
+        _, tis = run_dag(orders_dag)
+
+    assert {task: ti.state for task, ti in tis.items() if ti.state != "skipped"} == {}
+    assert "1 queued run(s) of orders_pipeline" in capfd.readouterr().out
+    assert inbox("etl-success-inbox") == [] and inbox("etl-failure-inbox") == []

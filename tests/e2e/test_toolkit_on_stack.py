@@ -111,3 +111,52 @@ def wait_for_job(glue, name, run_id, timeout=60):
             return job_run
         time.sleep(0.2)
     raise AssertionError(f"job run {run_id} still {job_run['JobRunState']} after {timeout} s")
+
+
+def test_a_quiet_day_ends_the_marker_wait_skipped_not_failed(stack, aws, airflow_db, dags, capfd):
+    bucket = f"toolkit-markers-{uuid.uuid4().hex[:8]}"
+    s3 = aws("s3")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": s3.meta.region_name})
+    drain(aws, "etl-failure")
+
+    _, tis = run_dag(dags["toolkit_wait_for_marker"], bucket=bucket)
+
+    assert tis["wait_for_marker"].state == "skipped" and tis["after_the_marker"].state == "skipped"
+    assert f"no marker under s3://{bucket}/batch-completion/ within 3 s" in capfd.readouterr().out
+    assert drain(aws, "etl-failure") == []
+
+
+def test_a_marker_wait_that_cannot_read_its_bucket_fails_and_publishes_the_failure(
+    stack, aws, airflow_db, dags
+):
+    drain(aws, "etl-failure")
+
+    _, tis = run_dag(dags["toolkit_wait_for_marker"], bucket="toolkit-no-such-bucket")
+
+    assert tis["wait_for_marker"].state == "failed"  # not skipped: this is no quiet day
+    [envelope] = drain(aws, "etl-failure")
+    body = json.loads(envelope["Message"])
+    assert body["task_id"] == "wait_for_marker" and "NoSuchBucket" in body["error"]
+
+
+def test_the_deferred_marker_wait_reports_an_unreadable_bucket_as_an_error_event(stack):
+    """The triggerer's side of the same failure: an error event, which the sensor turns into a
+    failed task (the sensor does not soft-fail, so such an error is never taken for a quiet day)."""
+    import asyncio
+
+    from etl_toolkit.batches import MarkerOrQueuedRunTrigger
+
+    trigger = MarkerOrQueuedRunTrigger(
+        dag_id="toolkit_wait_for_marker",
+        bucket_name="toolkit-no-such-bucket",
+        bucket_key="batch-completion/*",
+        wildcard_match=True,
+        aws_conn_id="aws_default",
+        poke_interval=1,
+    )
+
+    async def first_event():
+        return await anext(trigger.run())
+
+    event = asyncio.run(asyncio.wait_for(first_event(), timeout=60))
+    assert event.payload["status"] == "error" and "NoSuchBucket" in event.payload["message"]

@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 
 from airflow.providers.amazon.aws.sensors.glue_catalog_partition import GlueCatalogPartitionSensor
-from airflow.sdk import dag
+from airflow.sdk import dag, task
 
-from etl_toolkit import config, glue
+from etl_toolkit import batches, config, glue
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "glue_scripts"
 COMMON = {
@@ -74,6 +74,21 @@ def crawl_then_sense_partition():
     crawl >> wait_for_partition
 
 
+@dag(schedule=None, dag_id="toolkit_wait_for_marker", params={"bucket": ""}, **COMMON)
+def wait_for_marker():
+    """The marker sensor with a 3 s timeout: a quiet day, or a bucket it cannot read."""
+    wait = batches.BatchMarkerSensor(
+        task_id="wait_for_marker", bucket_name="{{ params.bucket }}", timeout=3, poke_interval=1, retries=0
+    )
+
+    @task
+    def after_the_marker() -> str:
+        return "ran"
+
+    wait >> after_the_marker()
+
+
 glue_writes_parquet()
 glue_fails()
+wait_for_marker()
 crawl_then_sense_partition()
