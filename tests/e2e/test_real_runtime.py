@@ -1,0 +1,504 @@
+"""The orders pipeline on a real Airflow: ``python -m devstack airflow`` (what ``make airflow`` runs).
+
+Unlike ``dag.test()``, this is the runtime MWAA gives: an API server, a scheduler with the
+LocalExecutor, a DAG processor and a triggerer as separate processes, the ``@continuous``
+schedule, the sensor deferred in the triggerer while no marker exists, task processes that talk
+to the execution API and publish their own failure notifications. The tests drive it the way a
+person does, through the REST API and the UI, and read the SNS messages back from the stack's
+inbox queues.
+
+One Airflow serves the whole module (it takes most of a minute to start), so the tests build on
+each other, in file order: the good batch's run is the one the trigger test reprocesses and the
+UI test looks at. Every wait is a poll with a generous deadline (a loaded 2-core CI machine), and
+a timeout fails with the tails of the Airflow process logs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from devstack.sample_data.orders import write_marker, write_orders_batch
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_HOME = REPO / ".local" / "test"
+SCREENSHOT = REPO / ".local" / "ui-orders-grid.png"
+DOCS_SCREENSHOT = REPO / "docs" / "ui-orders-grid.png"
+DAG_ID = "orders_pipeline"
+LANDING = "fo-to-dw-orders-landing-area"
+GOOD_BATCH = "rt-good"
+BAD_BATCH = "rt-bad"
+
+STARTUP_TIMEOUT = 240  # stack + db migrate + four Airflow processes, on a busy machine
+RUN_TIMEOUT = 240  # one batch through every layer, from the marker on
+SENSOR_TIMEOUT = 180  # a new continuous run reaching its deferred sensor
+STOP_TIMEOUT = 120
+
+# What the tests pass on to each other (the module shares one Airflow).
+shared: dict[str, str] = {}
+
+
+# -- the runtime ------------------------------------------------------------------------------
+
+
+class Runtime:
+    """A running ``python -m devstack airflow`` and clients for its REST API and its stack."""
+
+    def __init__(self, process: subprocess.Popen, state_dir: Path, output: Path, port: int):
+        self.process = process
+        self.state_dir = state_dir
+        self.output = output
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.env: dict[str, str] = {}
+        self._http = None
+        self._aws: dict[str, object] = {}
+
+    # -- lifecycle
+
+    def wait_until_ready(self) -> None:
+        import requests
+
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"python -m devstack airflow exited with {self.process.returncode}\n{self.diagnostics()}")
+            try:
+                if requests.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the API server did not answer in {STARTUP_TIMEOUT} s\n{self.diagnostics()}")
+            time.sleep(1)
+        from devstack.stack import read_env_file
+
+        self.env = read_env_file(self.state_dir / "stack.env")
+        self._http = requests.Session()
+        # The simple auth manager in all-admins mode hands out a token without credentials.
+        token = self._http.get(f"{self.base_url}/auth/token", timeout=30)
+        assert token.status_code == 201, token.text
+        self._http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the supervisor (it stops everything it started); kill its group if it hangs."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+    # -- REST API
+
+    def api(self, method: str, path: str, expect: int | None = 200, **kwargs):
+        response = self._http.request(method, f"{self.base_url}/api/v2{path}", timeout=60, **kwargs)
+        if expect is not None:
+            assert response.status_code == expect, f"{method} {path}: {response.status_code} {response.text}"
+        return response
+
+    def get(self, path: str, **params) -> dict:
+        return self.api("GET", path, params=params).json()
+
+    def runs(self) -> list[dict]:
+        return self.get(f"/dags/{DAG_ID}/dagRuns", order_by="-run_after", limit=50)["dag_runs"]
+
+    def run(self, run_id: str) -> dict:
+        return self.get(f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}")
+
+    def task_instances(self, run_id: str) -> dict[str, dict]:
+        data = self.get(f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances", limit=100)
+        return {ti["task_id"]: ti for ti in data["task_instances"]}
+
+    # -- the stack
+
+    def aws(self, service: str):
+        if service not in self._aws:
+            import boto3
+
+            self._aws[service] = boto3.client(
+                service,
+                endpoint_url=self.env["AWS_ENDPOINT_URL"],
+                region_name=self.env["AWS_DEFAULT_REGION"],
+                aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            )
+        return self._aws[service]
+
+    def read_inbox(self, queue: str) -> list[dict]:
+        """Every SNS message waiting in an inbox queue (deleted once read)."""
+        sqs = self.aws("sqs")
+        url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+        messages = []
+        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages"):
+            for message in batch:
+                envelope = json.loads(message["Body"])
+                messages.append({"subject": envelope.get("Subject"), **json.loads(envelope["Message"])})
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return messages
+
+    # -- what a failure message shows
+
+    def diagnostics(self, run_id: str | None = None) -> str:
+        parts = [f"--- python -m devstack airflow (output {self.output}) ---", _tail(self.output, 3000)]
+        logs = self.state_dir / "airflow" / "logs"
+        for name in ("scheduler", "triggerer", "dag-processor", "api-server"):
+            parts += [f"--- {logs / name}.log ---", _tail(logs / f"{name}.log", 2500)]
+        if run_id and self._http is not None:
+            try:
+                tis = self.task_instances(run_id)
+                parts.append(f"--- task states of {run_id} ---")
+                parts += [f"{task}: {ti['state']}" for task, ti in tis.items()]
+                for task, ti in tis.items():
+                    if ti["state"] in ("failed", "up_for_retry", "upstream_failed") and ti["try_number"]:
+                        path = logs / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task}"
+                        parts += [f"--- log of {task} ---", _tail(path / f"attempt={ti['try_number']}.log", 3000)]
+            except Exception as error:  # diagnostics must never hide the real failure
+                parts.append(f"(task states unavailable: {error})")
+        return "\n".join(parts)
+
+
+def _tail(path: Path, size: int) -> str:
+    return path.read_text(errors="replace")[-size:] if path.exists() else "(missing)"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _runtime_environment() -> dict[str, str]:
+    """This process's environment without what the suite configures for its in-process Airflow
+    (SQLite, the test DAG bundles, fast retries) or for the session's own stack."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ETL_", "AWS_"))}
+
+
+@pytest.fixture(scope="module")
+def runtime(request):
+    if importlib.util.find_spec("aiobotocore") is None:
+        pytest.fail(
+            "aiobotocore is not installed, so the triggerer cannot run the deferred S3KeySensor's trigger: "
+            "install apache-airflow-providers-amazon[aiobotocore]"
+        )
+    # A folder of its own: two sessions running this module at once must not share one.
+    TEST_HOME.mkdir(parents=True, exist_ok=True)
+    state_dir = Path(tempfile.mkdtemp(prefix="real-runtime-", dir=TEST_HOME))
+    output = state_dir / "devstack-airflow.log"
+    port = _free_port()
+    failed_before = request.session.testsfailed
+    with output.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack", "airflow", "--port", str(port), "--state-dir", str(state_dir),
+             "--aws-port", "0", "--pg-port", "0", "--exit-with-parent"],
+            cwd=REPO, env=_runtime_environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    runtime = Runtime(process, state_dir, output, port)
+    try:
+        runtime.wait_until_ready()
+        yield runtime
+    finally:
+        runtime.stop()
+    if request.session.testsfailed == failed_before:
+        shutil.rmtree(state_dir, ignore_errors=True)  # kept after a failure, for its logs
+
+
+def wait_for(what, condition, timeout: float, runtime: Runtime, run_id: str | None = None, interval=1.0):
+    """Poll ``condition()`` until it returns something truthy; fail with the logs on timeout.
+    ``what`` describes the wait: a string, or a function returning one when the wait fails."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if runtime.process.poll() is not None:
+            pytest.fail(f"Airflow exited while waiting for {_describe(what)}\n{runtime.diagnostics(run_id)}")
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"{_describe(what)}: not within {timeout} s\n{runtime.diagnostics(run_id)}")
+        time.sleep(interval)
+
+
+def _describe(what) -> str:
+    return what() if callable(what) else what
+
+
+def waiting_run(runtime: Runtime, after: set[str]) -> str:
+    """The continuous run (not one of ``after``) whose sensor is deferred in the triggerer."""
+
+    def deferred():
+        for run in runtime.runs():
+            if run["dag_run_id"] in after or run["state"] != "running":
+                continue
+            ti = runtime.task_instances(run["dag_run_id"]).get("wait_for_marker", {})
+            if ti.get("state") == "deferred":
+                return run["dag_run_id"]
+        return None
+
+    return wait_for("a continuous run with wait_for_marker deferred", deferred, SENSOR_TIMEOUT, runtime)
+
+
+def trigger_polling(runtime: Runtime, run_id: str) -> None:
+    """Until the triggerer has made the sensor's first S3 check and gone to sleep: a marker written
+    now waits for the next check, a whole poke_interval later (the worst case)."""
+
+    def assigned():
+        trigger = runtime.task_instances(run_id)["wait_for_marker"].get("trigger") or {}
+        return trigger.get("triggerer_id") is not None
+
+    wait_for("the triggerer to take the sensor's trigger", assigned, SENSOR_TIMEOUT, runtime, run_id)
+    logs = runtime.state_dir / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / "task_id=wait_for_marker"
+    deadline = time.monotonic() + 60
+    # S3KeyTrigger logs "Sleeping for <poke_interval> seconds" after a check that found nothing. Should
+    # the provider ever word it differently, the test goes on (it measures a shorter wait, that's all).
+    while time.monotonic() < deadline:
+        if any("Sleeping for" in log.read_text(errors="replace") for log in logs.glob("*.trigger.*")):
+            return
+        time.sleep(0.5)
+
+
+def finished(runtime: Runtime, run_id: str, timeout: float = RUN_TIMEOUT) -> dict:
+    def done():
+        run = runtime.run(run_id)
+        return run if run["state"] in ("success", "failed") else None
+
+    return wait_for(f"run {run_id} to finish", done, timeout, runtime, run_id=run_id, interval=2)
+
+
+def message(runtime: Runtime, queue: str, subject: str, run_id: str, timeout: float = 60) -> dict:
+    """The message with this subject from this run (the queue is read, and so emptied, on the way)."""
+    seen: list[dict] = []
+
+    def arrived():
+        seen.extend(runtime.read_inbox(queue))
+        return next((m for m in seen if m["subject"] == subject and m.get("dag_run_id") == run_id), None)
+
+    def what():
+        return f"{subject!r} from {run_id} in {queue} (read instead: {[m['subject'] for m in seen]})"
+
+    return wait_for(what, arrived, timeout, runtime, run_id)
+
+
+def key_exists(runtime: Runtime, key: str) -> bool:
+    return "Contents" in runtime.aws("s3").list_objects_v2(Bucket=LANDING, Prefix=key)
+
+
+def _at(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+# -- the tests, in the order they build on each other -----------------------------------------
+
+
+def test_every_pipeline_is_listed_without_import_errors(runtime):
+    from airflow.dag_processing.dagbag import DagBag
+
+    expected = set(DagBag(dag_folder=str(REPO / "dags")).dag_ids)
+    assert DAG_ID in expected
+
+    def listed():
+        dag_ids = {dag["dag_id"] for dag in runtime.get("/dags", limit=100)["dags"]}
+        return dag_ids if expected <= dag_ids else None
+
+    assert wait_for(f"the DAG processor to list {sorted(expected)}", listed, 120, runtime) == expected
+    assert runtime.get("/importErrors")["import_errors"] == []
+    assert runtime.get(f"/dags/{DAG_ID}")["is_paused"], "DAGs stay paused at creation (Airflow's default)"
+
+
+def test_a_batch_dropped_while_the_sensor_waits_loads_and_reports_success(runtime, capsys):
+    runtime.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+    run_id = waiting_run(runtime, after=set())
+    trigger_polling(runtime, run_id)
+
+    marker = write_orders_batch(
+        runtime.aws("s3"), LANDING, GOOD_BATCH, orders=200, seed=31, started_at=datetime(2024, 6, 3, 8, tzinfo=UTC)
+    )
+    marker_written = datetime.now(UTC)  # the marker is the last object write_orders_batch puts
+
+    run = finished(runtime, run_id)
+    tis = runtime.task_instances(run_id)
+    assert run["state"] == "success", runtime.diagnostics(run_id)
+    assert {task: ti["state"] for task, ti in tis.items() if ti["state"] != "success"} == {}
+
+    success = message(runtime, "etl-success-inbox", f"SUCCESS orders {GOOD_BATCH}", run_id)
+    assert success["counts"]["landing"] == marker["expected_counts"]
+    assert success["counts"]["final"] == {"order_lines": marker["expected_counts"]["order_lines"]}
+    assert key_exists(runtime, f"batch-archive/loaded/{GOOD_BATCH}.json")
+
+    to_claim = (_at(tis["claim_batch"]["start_date"]) - marker_written).total_seconds()
+    to_glue = (_at(tis["landing_to_staging"]["start_date"]) - marker_written).total_seconds()
+    to_end = (_at(run["end_date"]) - marker_written).total_seconds()
+    with capsys.disabled():
+        print(
+            f"\n[real runtime] marker -> claim_batch start {to_claim:.1f} s; marker -> landing_to_staging "
+            f"(first Glue job) start {to_glue:.1f} s; marker -> run success {to_end:.1f} s "
+            "(the marker landed just after the deferred sensor's S3 check: poke_interval 30 s, the worst case)"
+        )
+    assert 0 < to_claim < to_glue
+    shared["good_run"] = run_id
+
+
+def test_a_marker_that_is_not_json_fails_and_its_task_process_publishes_the_failure(runtime):
+    run_id = waiting_run(runtime, after={shared.get("good_run", "")})
+
+    write_marker(runtime.aws("s3"), LANDING, BAD_BATCH, "{nope")
+
+    run = finished(runtime, run_id)
+    tis = runtime.task_instances(run_id)
+    assert run["state"] == "failed", runtime.diagnostics(run_id)
+    assert tis["claim_batch"]["state"] == "failed"
+    assert tis["landing_to_staging"]["state"] == "upstream_failed"
+
+    failure = message(runtime, "etl-failure-inbox", f"FAILURE orders {BAD_BATCH}", run_id)
+    assert failure["task_id"] == "claim_batch"
+    assert f"batch-completion/{BAD_BATCH}.json" in failure["error"] and "not valid JSON" in failure["error"]
+    assert failure["log_url"].startswith(f"{runtime.base_url}/dags/{DAG_ID}/runs/")
+    # Set aside by the notifier, so the marker never blocks the batches behind it.
+    assert key_exists(runtime, f"batch-archive/failed/{BAD_BATCH}.json")
+    assert not key_exists(runtime, f"batch-completion/{BAD_BATCH}.json")
+    shared["bad_run"] = run_id
+
+
+def test_the_trigger_form_validates_params_and_reprocesses_a_loaded_batch(runtime, capsys):
+    good_run = shared.get("good_run") or pytest.skip("needs the good batch's run")
+    form = {"Referer": f"{runtime.base_url}/dags/{DAG_ID}"}  # what the UI sends: triggered_by=ui
+    runs_before = {run["dag_run_id"] for run in runtime.runs()}
+
+    # An invalid batch id: the API refuses it (param validation), and no run is created.
+    rejected = runtime.api(
+        "POST",
+        f"/dags/{DAG_ID}/dagRuns",
+        expect=None,
+        headers=form,
+        json={"logical_date": datetime.now(UTC).isoformat(), "conf": {"batch_id": "bad id!", "reprocess": False}},
+    )
+    assert rejected.status_code == 400, rejected.text
+    assert "batch_id" in rejected.json()["detail"] and "does not match" in rejected.json()["detail"]
+    assert {run["dag_run_id"] for run in runtime.runs()} == runs_before
+
+    # Airflow 3's trigger body requires logical_date (null is allowed); the form sends "now".
+    waiting = waiting_run(runtime, after={good_run, shared.get("bad_run", "")})
+    triggered = runtime.api(
+        "POST",
+        f"/dags/{DAG_ID}/dagRuns",
+        headers=form,
+        json={"logical_date": datetime.now(UTC).isoformat(), "conf": {"batch_id": GOOD_BATCH, "reprocess": True}},
+    ).json()
+    run_id = triggered["dag_run_id"]
+    assert triggered["conf"] == {"batch_id": GOOD_BATCH, "reprocess": True}
+    assert triggered["triggered_by"] == "ui"
+    # A continuous DAG has one active run at a time, so the triggered run queues behind the run that
+    # waits for a marker. The waiting sensor's trigger sees the queued run at its next poke and ends
+    # the wait: that run ends with its sensor skipped, and the triggered run starts.
+    assert triggered["state"] == "queued"
+    triggered_at = datetime.now(UTC)
+    made_way = finished(runtime, waiting, timeout=SENSOR_TIMEOUT)
+    assert made_way["state"] == "success", runtime.diagnostics(waiting)
+    waiting_tis = runtime.task_instances(waiting)
+    assert waiting_tis["wait_for_marker"]["state"] == "skipped"
+    assert {ti["state"] for task, ti in waiting_tis.items() if task != "wait_for_marker"} == {"skipped"}
+
+    run = finished(runtime, run_id)
+    tis = runtime.task_instances(run_id)
+    assert run["state"] == "success", runtime.diagnostics(run_id)
+    assert tis["wait_for_marker"]["state"] == "success"  # a run for a given batch does not wait
+    queued_for = (_at(run["start_date"]) - triggered_at).total_seconds()
+    with capsys.disabled():
+        print(f"\n[real runtime] a triggered run queued {queued_for:.1f} s behind the waiting run (poke_interval 30 s)")
+    assert tis["load_final_table"]["state"] == "success"  # reprocess: loaded again, not a no-op
+    success = message(runtime, "etl-success-inbox", f"SUCCESS orders {GOOD_BATCH}", run_id)
+    assert "note" not in success
+    assert success["counts"]["final"]["order_lines"] > 0
+
+
+def test_the_ui_grid_shows_the_pipeline_and_its_successful_run(runtime, tmp_path):
+    good_run = shared.get("good_run") or pytest.skip("needs the good batch's run")
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        pytest.skip("chromium not installed: run `apt-get install chromium chromium-driver`, as .ci/run does")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1600,1000",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):  # fmt: skip
+        options.add_argument(argument)
+    browser = webdriver.Chrome(options=options, service=Service(driver_path))  # no Selenium Manager download
+    try:
+        browser.set_page_load_timeout(120)
+        browser.get(f"{runtime.base_url}/dags/{DAG_ID}")
+        wait = WebDriverWait(browser, 120, poll_frequency=0.5)
+        # The grid: one column per run (data-run-id), one cell per task instance.
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, f'[data-run-id="{good_run}"]')))
+        last_cell = f'[data-testid="grid-{good_run}-notify_success"] [data-testid="task-state-badge"]'
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, last_cell)))
+        wait.until(lambda b: "Latest Run" in b.find_element(By.TAG_NAME, "body").text)
+        assert DAG_ID in browser.find_element(By.TAG_NAME, "body").text
+        _save_when_rendered(browser)
+
+        # The run's own page (a click on its bar in the grid) says it succeeded.
+        browser.find_element(By.CSS_SELECTOR, f'[data-run-id="{good_run}"] a').click()
+        wait.until(lambda b: good_run in b.find_element(By.TAG_NAME, "body").text)
+        wait.until(lambda b: "Success" in b.find_element(By.TAG_NAME, "body").text)
+        assert f"/dags/{DAG_ID}/runs/" in browser.current_url
+    finally:
+        browser.quit()
+    DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(SCREENSHOT, DOCS_SCREENSHOT)
+
+
+def _save_when_rendered(browser, timeout: float = 15) -> None:
+    """Screenshot once two consecutive frames are identical (charts and the grid animate in)."""
+    deadline = time.monotonic() + timeout
+    previous = browser.get_screenshot_as_png()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        current = browser.get_screenshot_as_png()
+        if current == previous:
+            break
+        previous = current
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    SCREENSHOT.write_bytes(previous)
+
+
+def test_ctrl_c_stops_every_process_it_started(runtime):
+    import psutil
+
+    supervisor = psutil.Process(runtime.process.pid)
+    started = [supervisor, *supervisor.children(recursive=True)]
+    postmaster = runtime.state_dir / "postgres" / "data" / "postmaster.pid"
+    postgres = psutil.Process(int(postmaster.read_text().split()[0]))
+    assert len(started) >= 5, [p.cmdline() for p in started]  # the four Airflow processes and their workers
+
+    assert runtime.stop(signal.SIGINT) == 0, runtime.diagnostics()
+
+    output = runtime.output.read_text()
+    assert "SIGINT: stopping" in output and "stopped: nothing left running" in output, output[-3000:]
+    still_running = [p for p in [*started, postgres] if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert still_running == [], [p.cmdline() for p in still_running]
+    assert not postmaster.exists()
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", runtime.port)) != 0, "the API server still listens"
