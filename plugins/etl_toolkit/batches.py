@@ -33,7 +33,7 @@ from airflow.sdk import TriggerRule, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 from airflow.triggers.base import TriggerEvent
 
-from etl_toolkit.config import AWS_CONN_ID, BATCH_ID_PATTERN, BATCH_MARKER_PREFIX
+from etl_toolkit.config import AWS_CONN_ID, BATCH_ID_PATTERN, BATCH_MARKER_PREFIX, MARKER_POKE_SECONDS
 
 ARCHIVE_PREFIX = "batch-archive/"
 _MARKER_KEY = re.compile(rf"^{re.escape(BATCH_MARKER_PREFIX)}(?P<batch_id>{BATCH_ID_PATTERN})\.json$")
@@ -179,7 +179,7 @@ class BatchMarkerSensor(S3KeySensor):
 
     def __init__(self, *, bucket_name: str, aws_conn_id: str = AWS_CONN_ID, **kwargs):
         kwargs.setdefault("deferrable", True)
-        kwargs.setdefault("poke_interval", 30)
+        kwargs.setdefault("poke_interval", MARKER_POKE_SECONDS)
         kwargs.setdefault("timeout", 24 * 60 * 60)
         super().__init__(
             bucket_name=bucket_name,

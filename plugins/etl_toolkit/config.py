@@ -31,6 +31,10 @@ WAREHOUSE_SECRET_ID = "{{ var.value.get('warehouse_secret_id', 'etl/warehouse') 
 BATCH_MARKER_PREFIX = "batch-completion/"
 BATCH_ID_PATTERN = r"[A-Za-z0-9_.-]{1,128}"
 
+# How often a waiting run looks for a marker: the worst case of marker-to-start latency, for one
+# S3 LIST per DAG per interval (a few cents a month).
+MARKER_POKE_SECONDS = float(os.environ.get("ETL_MARKER_POKE_SECONDS", "10"))
+
 DEFAULT_RETRIES = 2
 # Environment-tunable so the test suite need not wait out production back-offs.
 DEFAULT_RETRY_DELAY = timedelta(seconds=float(os.environ.get("ETL_RETRY_DELAY_SECONDS", "30")))

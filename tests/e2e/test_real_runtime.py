@@ -32,6 +32,7 @@ from urllib.parse import quote
 import pytest
 
 from devstack.sample_data.orders import write_marker, write_orders_batch
+from etl_toolkit.config import MARKER_POKE_SECONDS
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +49,7 @@ STARTUP_TIMEOUT = 240  # stack + db migrate + four Airflow processes, on a busy 
 RUN_TIMEOUT = 240  # one batch through every layer, from the marker on
 SENSOR_TIMEOUT = 180  # a new continuous run reaching its deferred sensor
 STOP_TIMEOUT = 120
+POKE = MARKER_POKE_SECONDS
 
 # What the tests pass on to each other (the module shares one Airflow).
 shared: dict[str, str] = {}
@@ -265,8 +267,8 @@ def trigger_polling(runtime: Runtime, run_id: str) -> None:
     wait_for("the triggerer to take the sensor's trigger", assigned, SENSOR_TIMEOUT, runtime, run_id)
     logs = runtime.state_dir / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / "task_id=wait_for_marker"
     deadline = time.monotonic() + 60
-    # S3KeyTrigger logs "Sleeping for <poke_interval> seconds" after a check that found nothing. Should
-    # the provider ever word it differently, the test goes on (it measures a shorter wait, that's all).
+    # The trigger logs "... Sleeping for <poke_interval> seconds" after a check that found nothing. Should
+    # it ever be worded differently, the test goes on (it measures a shorter wait, that's all).
     while time.monotonic() < deadline:
         if any("Sleeping for" in log.read_text(errors="replace") for log in logs.glob("*.trigger.*")):
             return
@@ -348,7 +350,7 @@ def test_a_batch_dropped_while_the_sensor_waits_loads_and_reports_success(runtim
         print(
             f"\n[real runtime] marker -> claim_batch start {to_claim:.1f} s; marker -> landing_to_staging "
             f"(first Glue job) start {to_glue:.1f} s; marker -> run success {to_end:.1f} s "
-            "(the marker landed just after the deferred sensor's S3 check: poke_interval 30 s, the worst case)"
+            f"(the marker landed just after the deferred sensor's S3 check: poke_interval {POKE:.0f} s, the worst case)"
         )
     assert 0 < to_claim < to_glue
     shared["good_run"] = run_id
@@ -420,7 +422,7 @@ def test_the_trigger_form_validates_params_and_reprocesses_a_loaded_batch(runtim
     assert tis["wait_for_marker"]["state"] == "success"  # a run for a given batch does not wait
     queued_for = (_at(run["start_date"]) - triggered_at).total_seconds()
     with capsys.disabled():
-        print(f"\n[real runtime] a triggered run queued {queued_for:.1f} s behind the waiting run (poke_interval 30 s)")
+        print(f"\n[real runtime] a triggered run queued {queued_for:.1f} s behind the waiting run (poke {POKE:.0f} s)")
     assert tis["load_final_table"]["state"] == "success"  # reprocess: loaded again, not a no-op
     success = message(runtime, "etl-success-inbox", f"SUCCESS orders {GOOD_BATCH}", run_id)
     assert "note" not in success
