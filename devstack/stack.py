@@ -54,6 +54,7 @@ class LocalStack:
         self.env_file = options.state_dir / "stack.env"
         self._postgres = None
         self._emulator = None
+        self._lock = None
 
     def __enter__(self) -> LocalStack:
         self.start()
@@ -67,6 +68,7 @@ class LocalStack:
 
         opts = self.options
         opts.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_state_dir()
         self.env_file.unlink(missing_ok=True)
         urls = {"warehouse_db": opts.warehouse_url, "totesys_db": opts.totesys_url, "airflow": opts.airflow_url}
         if not all(urls.values()):
@@ -94,10 +96,37 @@ class LocalStack:
 
     def stop(self) -> None:
         self.env_file.unlink(missing_ok=True)
-        if self._emulator:
-            self._emulator.stop()
-        if self._postgres:
-            self._postgres.stop()
+        try:
+            if self._emulator:
+                self._emulator.stop()
+        finally:  # PostgreSQL is stopped even if the emulator would not stop cleanly
+            if self._postgres:
+                self._postgres.stop()
+            if self._lock:
+                self._lock.close()  # releases the lock
+                self._lock = None
+
+    def _lock_state_dir(self) -> None:
+        """One stack per state folder: a second one would stop the first one's PostgreSQL (which
+        it takes for a server left behind by a killed stack) and overwrite its stack.env."""
+        import fcntl
+
+        lock = (self.options.state_dir / "stack.lock").open("a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            lock.close()
+            raise RuntimeError(
+                f"another stack (pid {holder}) is running with the state folder {self.options.state_dir}: "
+                "stop it first (Ctrl-C where it runs), or give this one its own --state-dir"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        self._lock = lock
 
 
 class _EndpointSession:
