@@ -162,8 +162,12 @@ def _layer_count_task(pipeline: str, layer: str, count: Callable[[dict[str, Any]
     return count_layer()
 
 
-def record_layer(pipeline: str, batch_id: str, result: dict[str, Any], dag_run_id: str) -> None:
-    primary = next(iter(result["counts"].values()), 0)
+def record_layer(
+    pipeline: str, batch_id: str, result: dict[str, Any], dag_run_id: str, row_count: int | None = None
+) -> None:
+    """One audit row for the layer; ``row_count`` defaults to the layer's first (primary) count."""
+    if row_count is None:
+        row_count = next(iter(result["counts"].values()), 0)
     warehouse.run(
         "audit",
         "record_layer_count.sql",
@@ -171,7 +175,7 @@ def record_layer(pipeline: str, batch_id: str, result: dict[str, Any], dag_run_i
             "pipeline": pipeline,
             "batch_id": batch_id,
             "layer": result["layer"],
-            "row_count": primary,
+            "row_count": row_count,
             "details": {"counts": result["counts"], **result["details"]},
             "dag_run_id": dag_run_id,
             "now": result["counted_at"],
@@ -243,7 +247,8 @@ def _layer_count_task_with_rules(pipeline: str, layer: str, count, rules: dict |
         claim = ti.xcom_pull(task_ids=reconcile.CLAIM_TASK_ID)
         counts, details = count(claim)
         result = {"layer": layer, "counts": counts, "details": details, "counted_at": datetime.now(UTC).isoformat()}
-        record_layer(pipeline, claim["batch_id"], result, context["run_id"])
+        # Many tables of one layer: its row count is their rows together (each is in ``details``).
+        record_layer(pipeline, claim["batch_id"], result, context["run_id"], row_count=sum(counts.values()))
         ti.xcom_push(key=reconcile.LAYER_COUNTS_KEY, value=result)
         earlier = reconcile.earlier_counts(ti, context["dag"], layer)
         landing = next((r for r in earlier if r["layer"] == reconcile.LANDING), None)

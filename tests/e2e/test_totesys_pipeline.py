@@ -180,6 +180,10 @@ def test_a_first_load_fills_every_warehouse_table_and_every_fact_key_finds_its_d
     assert inbox("etl-failure") == []
     status = warehouse("SELECT status FROM audit.batches WHERE pipeline = 'totesys' AND batch_id = %s", batch_id)
     assert status == [("SUCCESS",)]
+    # A layer of many tables is audited as their rows together, each table's count in the details.
+    audited = warehouse("SELECT layer, row_count, details FROM audit.layer_counts WHERE batch_id = %s", batch_id)
+    landing = next((row_count, details) for layer, row_count, details in audited if layer == "landing")
+    assert landing == (sum(fresh.values()), {"counts": fresh, "files": len(fresh)})
 
 
 def test_after_a_business_day_changes_are_new_fact_versions_and_dimensions_show_the_latest_values(
