@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--orders", type=int, default=2000, help="size of the sample batch")
     demo.add_argument("--seed", type=int, default=7)
 
+    psql = commands.add_parser("psql", help="psql on a database of the running stack, as its own role")
+    psql.add_argument("database", choices=("totesys", "warehouse"))
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed on to psql (e.g. -c 'SELECT 1')")
+    psql.add_argument("--state-dir", type=Path, help="the running stack's state folder (default .local)")
+
     args = parser.parse_args(argv)
     if args.command == "up":
         from devstack.stack import DEFAULT_STATE_DIR, StackOptions, run_foreground
@@ -71,12 +76,40 @@ def main(argv: list[str] | None = None) -> int:
         from devstack.demo import main as demo_main
 
         return demo_main(args.pipeline, args.orders, args.seed)
+    elif args.command == "psql":
+        return _psql(args.database, args.psql_args, args.state_dir)
     elif args.command == "bundle":
         from devstack.bundle import build
 
         out = build(args.out.resolve())
         print(f"MWAA bundle in {out}: dags/ (with include/), plugins.zip, requirements.txt")
     return 0
+
+
+def _psql(database: str, psql_args: list[str], state_dir: Path | None) -> int:
+    """Run pgserver's psql with the connection that stack.env gives the pipelines: the totesys
+    source as ``totesys_app``, the warehouse as ``etl_warehouse`` (what "someone else" changing
+    the source looks like, or a look at the loaded tables)."""
+    import json
+    import os
+    import shutil
+
+    from devstack.stack import DEFAULT_STATE_DIR, read_env_file
+
+    env_file = (state_dir or DEFAULT_STATE_DIR).resolve() / "stack.env"
+    if not env_file.exists():
+        print(f"no running stack: {env_file} does not exist (start one with `make stack`)", file=sys.stderr)
+        return 2
+    conn = json.loads(read_env_file(env_file)[f"AIRFLOW_CONN_{database.upper()}_DB"])
+    try:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        binary = str(POSTGRES_BIN_PATH / "psql")
+    except ImportError:
+        binary = shutil.which("psql") or "psql"
+    argv = [binary, "-h", conn["host"], "-p", str(conn["port"]), "-U", conn["login"], "-d", conn["schema"]]
+    # The password goes through the environment, never the command line (ps would show it).
+    os.execvpe(binary, argv + psql_args, {**os.environ, "PGPASSWORD": conn["password"]})
 
 
 if __name__ == "__main__":
