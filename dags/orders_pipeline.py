@@ -21,6 +21,8 @@ rule on `batch-completion/`, two crawlers, four Glue jobs, the DynamoDB audit ta
 
 **Trigger** Runs continuously: each run waits for the next marker. To run one batch now (again),
 trigger with `batch_id`; tick `reprocess` to load a batch that already loaded.
+The waiting run makes way for a triggered run within 10 s (it ends skipped); a day without a
+marker also ends a run skipped, and the next run waits again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from etl_toolkit import audit, batches, config, glue, notify, quality, reconcile
 PIPELINE = "orders"
 LANDING_BUCKET = "fo-to-dw-orders-landing-area"
 STAGING_BUCKET = "fo-to-dw-orders-staging-area"
+# Per batch, one row per order it delivers (order_id, processing_ts), lines or not: the load needs
+# them to clear an order re-delivered with no products and to keep a newer version of an order.
+VERSIONS_PREFIX = "order_versions/"
 
 LANDING = Asset(name="orders_landing", uri=f"s3://{LANDING_BUCKET}/orders/")
 STAGING = Asset(name="orders_staging", uri=f"s3://{STAGING_BUCKET}/orders/")
@@ -92,6 +97,8 @@ def orders_pipeline():
             "--landing_prefix": "orders/",
             "--staging_bucket": STAGING_BUCKET,
             "--staging_prefix": "orders/",
+            # The orders the batch delivers and their processing_ts, beside staging (not in it).
+            "--versions_prefix": VERSIONS_PREFIX,
         },
         outlets=[STAGING],
     )
@@ -117,6 +124,7 @@ def orders_pipeline():
             "--batch_id": batches.BATCH_ID,
             "--staging_bucket": STAGING_BUCKET,
             "--staging_prefix": "orders/",
+            "--versions_prefix": VERSIONS_PREFIX,
             "--warehouse_secret_id": config.WAREHOUSE_SECRET_ID,
         },
         default_arguments={"--additional-python-modules": "psycopg2-binary==2.9.12"},
@@ -128,7 +136,12 @@ def orders_pipeline():
     load_final_table = warehouse.load_batch(
         PIPELINE,
         task_id="load_final_table",
-        files=["delete_replaced_orders.sql", "insert_final_lines.sql"],
+        files=[
+            "lock_final_table.sql",
+            "record_order_versions.sql",
+            "delete_replaced_orders.sql",
+            "insert_final_lines.sql",
+        ],
         count_sql="count_final.sql",
         entity="order_lines",
         outlets=[FINAL],
