@@ -251,6 +251,113 @@ def test_an_order_delivered_again_in_a_later_batch_with_fewer_lines_loses_its_ol
     ]
 
 
+def redeliver(aws, batch_start: datetime, batch_id: str, at: datetime, products_of: dict) -> None:
+    """A batch ``batch_id`` processed at ``at`` that re-delivers orders of the batch written at
+    ``batch_start`` with new products (order id -> products list, [] or None), and its marker."""
+    import pyarrow as pa
+
+    day = hour_prefix(batch_start).rsplit("hour=", 1)[0]
+    rows, schema = [], None
+    for table in landing_tables(aws, day):
+        for source in table.to_pylist():
+            if source["order_id"] in products_of:
+                products = products_of[source["order_id"]]
+                rows.append({**source, "products": products, "run_id": batch_id, "processing_ts": at})
+                schema = table.schema
+    assert sorted(r["order_id"] for r in rows) == sorted(products_of), "each order must be found once"
+    put_parquet(aws, f"{hour_prefix(at)}redelivery-{batch_id}.parquet", pa.Table.from_pylist(rows, schema=schema))
+    lines = sum(len(products or []) for products in products_of.values())
+    write_marker(
+        aws("s3"), LANDING, batch_id,
+        {"batch_id": batch_id, "started_at": at.isoformat(), "completed_at": at.isoformat(),
+         "expected_counts": {"orders": len(products_of), "order_lines": lines}},
+    )  # fmt: skip
+
+
+def orders_with_lines(warehouse, batch_id: str, count: int) -> list[tuple[str, int]]:
+    """``count`` orders of the batch with more than one line: (order_id, lines)."""
+    return warehouse(
+        "SELECT order_id, count(*) FROM orders.fact_order_lines WHERE run_id = %s "
+        "GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT %s",
+        batch_id,
+        count,
+    )
+
+
+def layer_counts(warehouse, batch_id: str) -> dict[str, int]:
+    return dict(warehouse("SELECT layer, row_count FROM audit.layer_counts WHERE batch_id = %s", batch_id))
+
+
+def test_an_order_delivered_again_with_no_products_loses_its_lines(aws, orders_dag, warehouse, batch_start):
+    marker = write_orders_batch(
+        aws("s3"), LANDING, "e2e-nolines-1", orders=60, seed=31, started_at=batch_start, duplicate_rate=0
+    )
+    assert run_dag(orders_dag)[0].state == "success"
+    (emptied, emptied_lines), (nulled, nulled_lines) = orders_with_lines(warehouse, "e2e-nolines-1", 2)
+
+    # Batch two re-delivers one order with an empty products list and one with null products:
+    # both mean "no lines" (CONTRACTS.md), so both orders must lose every line.
+    redeliver(aws, batch_start, "e2e-nolines-2", batch_start + timedelta(hours=5), {emptied: [], nulled: None})
+    dag_run, tis = run_dag(orders_dag)
+
+    assert dag_run.state == "success", {t: ti.state for t, ti in tis.items()}
+    assert warehouse("SELECT count(*) FROM orders.fact_order_lines WHERE order_id IN (%s, %s)", emptied, nulled) == [
+        (0,)
+    ]
+    assert final_lines(warehouse, "e2e-nolines-1") == (
+        marker["expected_counts"]["order_lines"] - emptied_lines - nulled_lines
+    )
+    assert layer_counts(warehouse, "e2e-nolines-2") == {
+        "landing": 2, "staging": 0, "warehouse_staging": 0, "final": 0,
+    }  # fmt: skip
+
+
+def test_reprocessing_an_older_batch_after_a_newer_one_keeps_the_newer_lines(
+    aws, orders_dag, inbox, warehouse, batch_start
+):
+    marker = write_orders_batch(
+        aws("s3"), LANDING, "e2e-older", orders=60, seed=32, started_at=batch_start, duplicate_rate=0
+    )
+    assert run_dag(orders_dag)[0].state == "success"
+    expected = marker["expected_counts"]["order_lines"]
+    (shrunk, shrunk_lines), (emptied, emptied_lines) = orders_with_lines(warehouse, "e2e-older", 2)
+    first_product = warehouse(
+        "SELECT product_code, product_name, quantity, unit_price FROM orders.fact_order_lines "
+        "WHERE order_id = %s AND line_number = 1",
+        shrunk,
+    )[0]
+
+    # A newer batch re-delivers one order with only its first product and one with none.
+    newer = batch_start + timedelta(hours=5)
+    products = [dict(zip(["product_code", "product_name", "quantity", "unit_price"], first_product, strict=True))]
+    redeliver(aws, batch_start, "e2e-newer", newer, {shrunk: products, emptied: []})
+    assert run_dag(orders_dag)[0].state == "success"
+    snapshot = "SELECT * FROM orders.fact_order_lines WHERE order_id IN (%s, %s) ORDER BY 1, 2"
+    newer_state = warehouse(snapshot, shrunk, emptied)
+    assert [(row[0], row[1], row[11]) for row in newer_state] == [(shrunk, 1, "e2e-newer")]
+    inbox("etl-success-inbox")
+
+    # Reprocessing the older batch must not bring its older versions of those orders back.
+    dag_run, tis = run_dag(orders_dag, batch_id="e2e-older", reprocess=True)
+
+    assert dag_run.state == "success", {t: ti.state for t, ti in tis.items()}
+    assert tis["load_final_table"].state == "success" and tis["reconcile"].state == "success"
+    assert warehouse(snapshot, shrunk, emptied) == newer_state
+    # The older batch keeps every other order; its final count still reconciles with landing,
+    # counting the lines of its orders that a newer version superseded (count_final.sql).
+    assert final_lines(warehouse, "e2e-older") == expected - shrunk_lines - emptied_lines
+    assert layer_counts(warehouse, "e2e-older")["final"] == expected
+    [success] = inbox("etl-success-inbox")
+    assert success["counts"]["final"] == {"order_lines": expected}
+
+    # Rerunning the newer batch changes nothing either.
+    before = warehouse("SELECT order_id, line_number, run_id, line_amount FROM orders.fact_order_lines "
+                       "WHERE run_id IN ('e2e-older', 'e2e-newer') ORDER BY 1, 2")  # fmt: skip
+    assert run_dag(orders_dag, batch_id="e2e-newer", reprocess=True)[0].state == "success"
+    assert warehouse("SELECT order_id, line_number, run_id, line_amount FROM orders.fact_order_lines "
+                     "WHERE run_id IN ('e2e-older', 'e2e-newer') ORDER BY 1, 2") == before  # fmt: skip
+
+
 # -- bad input and faults -------------------------------------------------------------------------
 
 

@@ -140,6 +140,32 @@ def test_explode_numbers_lines_from_one_and_gives_no_lines_for_null_or_empty_pro
     assert [(r["order_id"], r["line_number"]) for r in tail] == [("o4", 1)]
 
 
+def test_order_versions_keep_every_order_with_its_processing_ts_even_without_products():
+    orders = landing_table(
+        [
+            {"order_id": "o1", "processing_ts": ts("2026-11-25 08:00:00"), "products": products(
+                ("P1", "a", 1, "1.00"), ("P2", "b", 2, "2.00"))},
+            {"order_id": "o2", "processing_ts": ts("2026-11-25 08:00:01"), "products": None},
+            {"order_id": "o3", "processing_ts": None, "products": []},
+        ]
+    )
+    naive_ns = pa.array([datetime(2026, 11, 25, 9, 0, 0, 123456)] * 3, pa.timestamp("ns"))
+    drifted = orders.set_column(orders.schema.get_field_index("processing_ts"), "processing_ts", naive_ns)
+
+    versions = l2s.order_versions(orders.to_batches()[0])
+
+    assert versions.schema == l2s.VERSIONS_SCHEMA
+    assert versions.to_pylist() == [
+        {"order_id": "o1", "processing_ts": ts("2026-11-25 08:00:00")},
+        {"order_id": "o2", "processing_ts": ts("2026-11-25 08:00:01")},  # no lines, still delivered
+        {"order_id": "o3", "processing_ts": None},
+    ]
+    assert l2s.order_versions(drifted).column("processing_ts").to_pylist() == [
+        datetime(2026, 11, 25, 9, 0, 0, 123000, tzinfo=UTC)
+    ] * 3
+    assert l2s.order_versions(orders.slice(0, 0)).num_rows == 0
+
+
 def test_explode_conforms_nanosecond_and_naive_timestamps_to_utc_milliseconds():
     orders = landing_table(
         [{"order_id": "o1", "processing_ts": ts("2026-11-25 08:00:00"), "products": products(("P", "N", 1, "1.00"))}]
@@ -290,13 +316,22 @@ def landed(aws):
     return {"bucket": bucket, "marker": marker}
 
 
-def expected_lines(aws, landed) -> list[tuple]:
-    """The staging rows worked out independently of the script, in plain Python."""
+def latest_copies(aws, landed) -> dict[str, dict]:
     latest: dict[str, dict] = {}
     for row in read_parquet(objects(aws, landed["bucket"], "orders/")).to_pylist():
         kept = latest.get(row["order_id"])
         if row["run_id"] == "B1" and (kept is None or row["processing_ts"] > kept["processing_ts"]):
             latest[row["order_id"]] = row
+    return latest
+
+
+def expected_versions(aws, landed) -> list[tuple]:
+    return sorted((o["order_id"], o["processing_ts"]) for o in latest_copies(aws, landed).values())
+
+
+def expected_lines(aws, landed) -> list[tuple]:
+    """The staging rows worked out independently of the script, in plain Python."""
+    latest = latest_copies(aws, landed)
     return sorted(
         (o["order_id"], n, o["customer_id"], o["order_ts"], o["currency"], p["product_code"], p["product_name"],
          p["quantity"], p["unit_price"], o["processing_ts"])
@@ -310,7 +345,7 @@ def staged(aws, landed):
     staging = new_bucket(aws, "staging")
     result = landing_to_staging(aws, landed["bucket"], staging, "B1", landed["marker"])
     return {"bucket": staging, "result": result, "summary": summary(result),
-            "objects": objects(aws, staging, "orders/")}
+            "objects": objects(aws, staging, "orders/"), "versions": objects(aws, staging, "order_versions/")}
 
 
 def test_landing_to_staging_writes_one_row_per_line_of_the_latest_copies(aws, landed, staged):
@@ -324,6 +359,12 @@ def test_landing_to_staging_writes_one_row_per_line_of_the_latest_copies(aws, la
     assert pq.read_schema(io.BytesIO(next(iter(written.values())))).equals(l2s.STAGING_SCHEMA)
     assert sorted_rows(lines) == expected_lines(aws, landed)
     assert "pass 1:" in staged["result"].stdout
+    # every order the batch delivers, lines or not, with its winning copy's processing_ts
+    versions = read_parquet(staged["versions"])
+    assert all(k.startswith("order_versions/run_id=B1/part-jr_1-") for k in staged["versions"])
+    assert versions.schema.equals(l2s.VERSIONS_SCHEMA)
+    assert done["versions_written"] == versions.num_rows == marker["expected_counts"]["orders"]
+    assert sorted_rows(versions) == expected_versions(aws, landed)
 
 
 def test_rerun_of_a_batch_replaces_the_partition_with_the_same_content(aws, landed, staged):
@@ -336,18 +377,23 @@ def test_rerun_of_a_batch_replaces_the_partition_with_the_same_content(aws, land
 
     second = objects(aws, staging, "orders/")
     assert all("part-jr_2-" in key for key in second), list(second)
-    assert again["objects_removed"] == len(first) + 1
+    assert again["objects_removed"] == len(first) + 1 + len(staged["versions"])
     assert sorted(second.values()) == sorted(first.values())  # byte for byte
+    versions = objects(aws, staging, "order_versions/")
+    assert all("part-jr_2-" in key for key in versions), list(versions)
+    assert sorted(versions.values()) == sorted(staged["versions"].values())
     assert again["lines_written"] == landed["marker"]["expected_counts"]["order_lines"]
 
 
 def test_an_empty_batch_succeeds_writes_nothing_and_clears_a_stale_partition(aws, landed):
     staging = new_bucket(aws, "staging")
     aws["s3"].put_object(Bucket=staging, Key="orders/run_id=B-EMPTY/part-old-00000.snappy.parquet", Body=b"old")
+    aws["s3"].put_object(Bucket=staging, Key="order_versions/run_id=B-EMPTY/part-old-00000.snappy.parquet", Body=b"")
 
     done = summary(landing_to_staging(aws, landed["bucket"], staging, "B-EMPTY", landed["marker"]))
 
     assert (done["orders_read"], done["duplicates_dropped"], done["lines_written"]) == (0, 0, 0)
+    assert (done["versions_written"], done["objects_removed"]) == (0, 2)
     assert objects(aws, staging, "") == {}
 
 
@@ -414,7 +460,7 @@ def load(aws, warehouse, staging: str, batch_id: str) -> subprocess.CompletedPro
                warehouse_secret_id=warehouse["secret_id"])
 
 
-FINAL = ("delete_replaced_orders.sql", "insert_final_lines.sql")
+FINAL = ("lock_final_table.sql", "record_order_versions.sql", "delete_replaced_orders.sql", "insert_final_lines.sql")
 LOADED_AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
@@ -434,6 +480,7 @@ def test_final_sql_computes_line_amount_and_the_utc_order_date(warehouse):
             "('o1', 2, 'c', '2026-11-25 23:30:00-02', 'EUR', 'P2', 'x', 7, 0.01, now(), 'B1'),"
             "('o2', 1, 'c', NULL, 'JPY', 'P3', 'y', NULL, 1500.00, now(), 'B1')"
         )
+        cursor.execute("INSERT INTO orders.stg_order_versions VALUES ('o1', now(), 'B1'), ('o2', now(), 'B1')")
 
     run_sql(connection, *FINAL, batch_id="B1", loaded_at=LOADED_AT)
 
@@ -460,14 +507,19 @@ def test_load_and_final_sql_replace_a_batch_and_a_redelivered_order_loses_its_ol
     # load twice: the second replaces the first
     first, second = load(aws, warehouse, staging, "B1"), load(aws, warehouse, staging, "B1")
     assert summary(first)["rows_loaded"] == expected and summary(first)["rows_deleted"] == 0
+    orders = landed["marker"]["expected_counts"]["orders"]
     assert summary(second) == {"batch_id": "B1", "table": "orders.stg_order_lines",
-                               "rows_deleted": expected, "rows_loaded": expected}
+                               "rows_deleted": expected, "rows_loaded": expected,
+                               "versions_table": "orders.stg_order_versions",
+                               "versions_deleted": orders, "versions_loaded": orders}
     assert PASSWORD not in first.stdout + first.stderr + second.stdout + second.stderr
     assert run_sql(connection, "count_warehouse_staging.sql", batch_id="B1") == [(expected,)]
     with connection, connection.cursor() as cursor:  # COPY kept every value as staging had it
         cursor.execute("SELECT order_id, line_number, customer_id, order_ts, currency, product_code, product_name,"
                        " quantity, unit_price, processing_ts FROM orders.stg_order_lines")
         assert sorted(cursor.fetchall()) == expected_lines(aws, landed)
+        cursor.execute("SELECT order_id, processing_ts FROM orders.stg_order_versions WHERE run_id = 'B1'")
+        assert sorted(cursor.fetchall()) == expected_versions(aws, landed)
 
     run_sql(connection, *FINAL, batch_id="B1", loaded_at=LOADED_AT)
     assert run_sql(connection, "count_final.sql", batch_id="B1") == [(expected,)]
@@ -508,10 +560,98 @@ def test_load_and_final_sql_replace_a_batch_and_a_redelivered_order_loses_its_ol
             (order_id, 1, "CUST-1", "", Decimal("9.00"), "B2"),  # '' stayed '', not NULL
             ("new-order", 1, None, "Smørrebrød", Decimal("9.99"), "B2"),
         ]
-    assert run_sql(connection, "count_final.sql", batch_id="B1") == [(expected - old_lines,)]
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM orders.fact_order_lines WHERE run_id = 'B1'")
+        assert cursor.fetchone() == (expected - old_lines,)
+    # B1 still accounts for every line it delivered: those of the order B2 superseded too
+    assert run_sql(connection, "count_final.sql", batch_id="B1") == [(expected,)]
+    assert run_sql(connection, "count_final.sql", batch_id="B2") == [(2,)]
     after = final_table(connection)
     run_sql(connection, *FINAL, batch_id="B2", loaded_at=LOADED_AT + timedelta(hours=1))
     assert final_table(connection) == after
+
+
+def stage(connection, batch_id: str, orders: dict[str, tuple[datetime | None, int]]) -> None:
+    """Warehouse staging of a batch as the load job leaves it: order id -> (processing_ts, lines)."""
+    with connection, connection.cursor() as cursor:
+        for order_id, (processing_ts, lines) in orders.items():
+            cursor.execute("INSERT INTO orders.stg_order_versions VALUES (%s, %s, %s)",
+                           (order_id, processing_ts, batch_id))
+            for number in range(1, lines + 1):
+                cursor.execute(
+                    "INSERT INTO orders.stg_order_lines VALUES (%s, %s, 'c', now(), 'EUR', %s, 'n', 1, 1.00, %s, %s)",
+                    (order_id, number, f"{batch_id}-P{number}", processing_ts, batch_id),
+                )
+
+
+def lines_by_order(connection) -> dict[str, tuple[int, str]]:
+    """order id -> (lines, batch) in the final table."""
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT order_id, count(*), min(run_id) FROM orders.fact_order_lines GROUP BY 1")
+        return {order_id: (lines, run_id) for order_id, lines, run_id in cursor.fetchall()}
+
+
+def test_final_sql_applies_batches_in_processing_order_whatever_order_they_load_in(warehouse):
+    connection = warehouse["connection"]
+    run_sql(connection, "create_tables.sql")
+    t1, t2 = ts("2026-11-25 08:00:00"), ts("2026-11-25 09:00:00")
+    stage(connection, "OLD", {"kept": (t1, 2), "shrunk": (t1, 3), "emptied": (t1, 2), "nulled": (None, 2)})
+    stage(connection, "NEW", {"shrunk": (t2, 1), "emptied": (t2, 0), "nulled": (t1, 0), "fresh": (t2, 1)})
+
+    run_sql(connection, *FINAL, batch_id="OLD", loaded_at=LOADED_AT)
+    run_sql(connection, *FINAL, batch_id="NEW", loaded_at=LOADED_AT)
+    in_order = final_table(connection)
+    # an order delivered again with no products loses every line; fewer lines, the old ones
+    assert lines_by_order(connection) == {"kept": (2, "OLD"), "shrunk": (1, "NEW"), "fresh": (1, "NEW")}
+
+    # reprocessing the older batch brings none of its older versions back
+    run_sql(connection, *FINAL, batch_id="OLD", loaded_at=LOADED_AT)
+    assert final_table(connection) == in_order
+    # a rerun of the newer batch changes nothing either
+    run_sql(connection, *FINAL, batch_id="NEW", loaded_at=LOADED_AT)
+    assert final_table(connection) == in_order
+    # every line of each batch is accounted for: loaded, or superseded by a version at least as new
+    assert run_sql(connection, "count_final.sql", batch_id="OLD") == [(9,)]
+    assert run_sql(connection, "count_final.sql", batch_id="NEW") == [(2,)]
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT order_id, processing_ts, run_id FROM orders.order_versions ORDER BY 1")
+        assert cursor.fetchall() == [("emptied", t2, "NEW"), ("fresh", t2, "NEW"), ("kept", t1, "OLD"),
+                                     ("nulled", t1, "NEW"), ("shrunk", t2, "NEW")]  # fmt: skip
+
+
+def test_final_sql_loaded_newest_first_ends_in_the_same_state(warehouse):
+    connection = warehouse["connection"]
+    run_sql(connection, "create_tables.sql")
+    t1, t2 = ts("2026-11-25 08:00:00"), ts("2026-11-25 09:00:00")
+    stage(connection, "OLD", {"kept": (t1, 2), "shrunk": (t1, 3), "emptied": (t1, 2)})
+    stage(connection, "NEW", {"shrunk": (t2, 1), "emptied": (t2, 0)})
+
+    run_sql(connection, *FINAL, batch_id="NEW", loaded_at=LOADED_AT)
+    run_sql(connection, *FINAL, batch_id="OLD", loaded_at=LOADED_AT)
+
+    assert lines_by_order(connection) == {"kept": (2, "OLD"), "shrunk": (1, "NEW")}
+    assert run_sql(connection, "count_final.sql", batch_id="OLD") == [(7,)]
+
+
+def test_create_tables_records_the_versions_a_warehouse_loaded_before_they_were_kept(warehouse):
+    connection = warehouse["connection"]
+    run_sql(connection, "create_tables.sql")
+    t1, t2 = ts("2026-11-25 08:00:00"), ts("2026-11-25 09:00:00")
+    stage(connection, "OLD", {"shrunk": (t1, 3), "kept": (t1, 1)})
+    stage(connection, "NEW", {"shrunk": (t2, 1)})
+    run_sql(connection, *FINAL, batch_id="OLD", loaded_at=LOADED_AT)
+    run_sql(connection, *FINAL, batch_id="NEW", loaded_at=LOADED_AT)
+    before = final_table(connection)
+    with connection, connection.cursor() as cursor:  # as the earlier version of the load left it
+        cursor.execute("TRUNCATE orders.order_versions")
+
+    run_sql(connection, "create_tables.sql")
+    run_sql(connection, *FINAL, batch_id="OLD", loaded_at=LOADED_AT)
+
+    assert final_table(connection) == before
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT order_id, processing_ts, run_id FROM orders.order_versions ORDER BY 1")
+        assert cursor.fetchall() == [("kept", t1, "OLD"), ("shrunk", t2, "NEW")]
 
 
 def test_loading_an_empty_staging_partition_succeeds_with_zero_rows(aws, warehouse):

@@ -10,6 +10,13 @@ Writes  s3://<staging_bucket>/<staging_prefix>run_id=<batch_id>/part-<JOB_RUN_ID
         with ``line_number`` = 1-based position in ``products``. The new objects replace the
         partition: they are written first, then every other object in it is deleted, so a
         rerun, or a retry after a crash, converges on the same content and never duplicates.
+Writes  s3://<staging_bucket>/<versions_prefix>run_id=<batch_id>/part-<JOB_RUN_ID>-NNNNN.snappy.parquet
+        one row per order the batch delivers (order_id, processing_ts of its latest copy), the
+        same way. Staging lines cannot say which orders a batch delivers: an order delivered
+        with no products has no line, yet it must lose the lines an earlier batch loaded. And
+        processing_ts is the order's version stamp, which the warehouse load compares so that
+        reprocessing an older batch never brings back older lines. This is its own dataset,
+        outside <staging_prefix>, so the staging layer stays one row per line.
 
 Memory: pass 1 reads only order_id, processing_ts and run_id to choose the winning copy of each
 order (about 130 MB per million orders); pass 2 streams full record batches, keeps the winners
@@ -19,8 +26,8 @@ no awsglue). Ends with one JSON line: batch id, orders read, duplicates dropped,
 
 Arguments: --batch_id --landing_bucket --landing_prefix --staging_bucket --staging_prefix
 --started_at --completed_at (ISO-8601; naive means UTC; both empty: scan every hour partition);
-optional --JOB_RUN_ID (names the objects written) and --late_minutes (reads that much past
-completed_at); others are ignored.
+optional --JOB_RUN_ID (names the objects written), --late_minutes (reads that much past
+completed_at) and --versions_prefix (default ``order_versions/``); others are ignored.
 """
 
 from __future__ import annotations
@@ -66,6 +73,14 @@ STAGING_SCHEMA = pa.schema(
         pa.field("processing_ts", pa.timestamp("ms", tz="UTC")),
     ]
 )
+# The orders a batch delivers: one row per order, with the processing_ts of the copy that won.
+VERSIONS_SCHEMA = pa.schema(
+    [
+        pa.field("order_id", pa.string(), nullable=False),
+        pa.field("processing_ts", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+DEFAULT_VERSIONS_PREFIX = "order_versions/"
 ORDER_COLUMNS = ["order_id", "customer_id", "order_ts", "currency", "processing_ts"]
 PRODUCT_FIELDS = ["product_code", "product_name", "quantity", "unit_price"]
 KEY_COLUMNS = ["order_id", "processing_ts", "run_id"]
@@ -221,6 +236,16 @@ def explode_products(orders: pa.Table | pa.RecordBatch) -> pa.Table:
     )
 
 
+def order_versions(orders: pa.Table | pa.RecordBatch) -> pa.Table:
+    """One row per order, in VERSIONS_SCHEMA: its order_id and processing_ts (the version the
+    warehouse compares). Every order is kept, including one whose products are null or empty."""
+    if isinstance(orders, pa.RecordBatch):
+        orders = pa.Table.from_batches([orders])
+    return pa.Table.from_arrays(
+        [_conform(orders.column(f.name), f.type) for f in VERSIONS_SCHEMA], schema=VERSIONS_SCHEMA
+    )
+
+
 def _conform(values: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array | pa.ChunkedArray:
     if values.type == target:
         return values
@@ -304,8 +329,8 @@ def scan_batch_keys(fs: pafs.FileSystem, objects: list[str], batch_id: str) -> B
     return result
 
 
-def stream_winning_lines(fs: pafs.FileSystem, keys: BatchKeys, batch_id: str) -> Iterator[pa.Table]:
-    """Pass 2: stream full record batches of the objects holding winners; yield their lines."""
+def stream_winning_orders(fs: pafs.FileSystem, keys: BatchKeys, batch_id: str) -> Iterator[pa.RecordBatch]:
+    """Pass 2: stream full record batches of the objects holding winners; yield the winners."""
     for file_index, wanted in sorted(keys.winners.items()):
         path = keys.objects[file_index]
         with _reading(path, batch_id):
@@ -321,21 +346,22 @@ def stream_winning_lines(fs: pafs.FileSystem, keys: BatchKeys, batch_id: str) ->
                 ):
                     a, b = np.searchsorted(wanted, [offset, offset + batch.num_rows])
                     if a < b:
-                        yield explode_products(batch.take(pa.array(wanted[a:b] - offset)))
+                        yield batch.take(pa.array(wanted[a:b] - offset))
                     offset += batch.num_rows
 
 
 class StagingWriter:
-    """Writes lines as snappy parquet objects ``part-<job run id>-NNNNN.snappy.parquet``.
+    """Writes rows (lines, or with VERSIONS_SCHEMA orders) as snappy parquet objects
+    ``part-<job run id>-NNNNN.snappy.parquet``.
 
-    Row groups are buffered to ROW_GROUP_ROWS lines and an object holds about LINES_PER_OBJECT.
+    Row groups are buffered to ROW_GROUP_ROWS rows and an object holds about LINES_PER_OBJECT.
     Each object is assembled in memory and uploaded whole, so a crash never leaves half of one.
     """
 
-    def __init__(self, fs: pafs.FileSystem, location: str, job_run_id: str):
-        self.fs, self.location, self.job_run_id = fs, location, job_run_id
+    def __init__(self, fs: pafs.FileSystem, location: str, job_run_id: str, schema: pa.Schema = STAGING_SCHEMA):
+        self.fs, self.location, self.job_run_id, self.schema = fs, location, job_run_id, schema
         self.written: list[str] = []
-        self.lines = 0
+        self.lines = 0  # rows written: lines, or orders for VERSIONS_SCHEMA
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._sink: pa.BufferOutputStream | None = None
@@ -363,7 +389,7 @@ class StagingWriter:
             return
         if self._writer is None:
             self._sink = pa.BufferOutputStream()
-            self._writer = pq.ParquetWriter(self._sink, STAGING_SCHEMA, compression="snappy")
+            self._writer = pq.ParquetWriter(self._sink, self.schema, compression="snappy")
         self._writer.write_table(pa.concat_tables(self._pending), row_group_size=ROW_GROUP_ROWS)
         self._in_object += self._pending_rows
         self._pending, self._pending_rows = [], 0
@@ -375,7 +401,7 @@ class StagingWriter:
         path = f"{self.location}part-{self.job_run_id}-{len(self.written):05d}.snappy.parquet"
         with self.fs.open_output_stream(path) as out:
             out.write(self._sink.getvalue())
-        log(f"wrote s3://{path}: {self._in_object} lines")
+        log(f"wrote s3://{path}: {self._in_object} rows")
         self.written.append(path)
         self._sink, self._writer, self._in_object = None, None, 0
 
@@ -469,26 +495,34 @@ def main(argv: Sequence[str] | None = None) -> dict:
     else:  # the marker gave no time window (it is optional): any hour partition may hold the batch
         prefixes = [_folder(args["landing_prefix"])]
     location = f"{args['staging_bucket']}/{_folder(args['staging_prefix'])}run_id={batch_id}/"
+    versions_prefix = _folder(optional_option(argv, "versions_prefix") or DEFAULT_VERSIONS_PREFIX)
+    versions_location = f"{args['staging_bucket']}/{versions_prefix}run_id={batch_id}/"
+    if versions_location.startswith(location) or location.startswith(versions_location):
+        raise ValueError(f"--versions_prefix {versions_prefix!r} overlaps the staging partition s3://{location}")
     fs = s3_filesystem()
 
     log(f"batch {batch_id}: {len(prefixes)} hour partitions from s3://{args['landing_bucket']}/{prefixes[0]}")
     keys = scan_batch_keys(fs, list_objects(fs, args["landing_bucket"], prefixes), batch_id)
     log(f"pass 1: {keys.rows_read} rows of the batch, {keys.orders} orders, {keys.duplicates} duplicates dropped")
     writer = StagingWriter(fs, location, job_run_id)
-    for lines in stream_winning_lines(fs, keys, batch_id):
-        writer.add(lines)
-    written = writer.close()
-    removed = remove_other_objects(location, written)
+    versions = StagingWriter(fs, versions_location, job_run_id, VERSIONS_SCHEMA)
+    for orders in stream_winning_orders(fs, keys, batch_id):
+        writer.add(explode_products(orders))
+        versions.add(order_versions(orders))
+    written, versions_written = writer.close(), versions.close()
+    removed = remove_other_objects(location, written) + remove_other_objects(versions_location, versions_written)
     summary = {
         "batch_id": batch_id,
         "orders_read": keys.rows_read,
         "orders": keys.orders,
         "duplicates_dropped": keys.duplicates,
         "lines_written": writer.lines,
+        "versions_written": versions.lines,
         "objects_listed": len(keys.objects),
-        "objects_written": len(written),
+        "objects_written": len(written) + len(versions_written),
         "objects_removed": removed,
         "staging_location": f"s3://{location}",
+        "versions_location": f"s3://{versions_location}",
     }
     print(json.dumps(summary), flush=True)
     return summary

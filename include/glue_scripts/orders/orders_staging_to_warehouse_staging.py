@@ -1,17 +1,21 @@
 """Orders, S3 staging to warehouse staging: one batch's product lines into PostgreSQL.
 
 Reads   s3://<staging_bucket>/<staging_prefix>run_id=<batch_id>/* (the parquet that
-        orders_landing_to_staging wrote), streaming record batches.
-Writes  orders.stg_order_lines in the warehouse whose credentials are the Secrets Manager
-        secret --warehouse_secret_id (JSON: host, port, dbname, username, password): the
-        batch's rows are replaced in one transaction (DELETE ... WHERE run_id, then
-        COPY ... FROM STDIN), so a rerun never duplicates and a failed run leaves the previous
-        rows in place. An empty partition loads 0 rows.
+        orders_landing_to_staging wrote), streaming record batches, and
+        s3://<staging_bucket>/<versions_prefix>run_id=<batch_id>/*, the orders the batch
+        delivers with their processing_ts (an order with no products has no line but is there).
+Writes  orders.stg_order_lines and orders.stg_order_versions in the warehouse whose credentials
+        are the Secrets Manager secret --warehouse_secret_id (JSON: host, port, dbname,
+        username, password): the batch's rows of both are replaced in one transaction
+        (DELETE ... WHERE run_id, then COPY ... FROM STDIN), so a rerun never duplicates, a
+        failed run leaves the previous rows in place, and the two tables always agree. An empty
+        partition loads 0 rows.
 
 Runs on AWS Glue 5.0 and locally as a plain Python process, with psycopg2 as the driver. Ends
 with one JSON line: batch id, rows deleted, rows loaded. The password is never printed.
 
-Arguments: --batch_id --staging_bucket --staging_prefix --warehouse_secret_id; others ignored.
+Arguments: --batch_id --staging_bucket --staging_prefix --warehouse_secret_id; optional
+--versions_prefix (default ``order_versions/``); others ignored.
 """
 
 from __future__ import annotations
@@ -47,9 +51,14 @@ STAGING_COLUMNS = [
     "unit_price",
     "processing_ts",
 ]
+VERSIONS_TABLE = "orders.stg_order_versions"
+VERSION_COLUMNS = ["order_id", "processing_ts"]
+DEFAULT_VERSIONS_PREFIX = "order_versions/"
 COPY_READ_BYTES = 1 << 20  # psycopg2 reads COPY input 8 KB at a time unless told otherwise
 COPY_SQL = f"COPY {TABLE} ({', '.join(STAGING_COLUMNS)}, run_id) FROM STDIN WITH (FORMAT csv)"
 DELETE_SQL = f"DELETE FROM {TABLE} WHERE run_id = %(batch_id)s"
+VERSIONS_COPY_SQL = f"COPY {VERSIONS_TABLE} ({', '.join(VERSION_COLUMNS)}, run_id) FROM STDIN WITH (FORMAT csv)"
+VERSIONS_DELETE_SQL = f"DELETE FROM {VERSIONS_TABLE} WHERE run_id = %(batch_id)s"
 # Two loads of one batch at once would both delete nothing and both insert: serialise them.
 LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(%(lock)s))"
 READ_BATCH_ROWS = 65_536
@@ -64,6 +73,12 @@ def resolve_options(argv: Sequence[str], names: Iterable[str]) -> dict[str, str]
         parser.add_argument(f"--{name}", required=True)
     parsed, _ = parser.parse_known_args(list(argv[1:]))
     return {name: getattr(parsed, name) for name in names}
+
+
+def optional_option(argv: Sequence[str], name: str) -> str | None:
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    parser.add_argument(f"--{name}")
+    return getattr(parser.parse_known_args(list(argv[1:]))[0], name)
 
 
 def connection_options(secret_string: str) -> dict:
@@ -94,15 +109,17 @@ def connection_options(secret_string: str) -> dict:
     return options
 
 
-def to_copy_csv(batch: pa.RecordBatch | pa.Table, batch_id: str) -> io.BytesIO:
-    """The batch's rows as COPY csv input, staging columns then run_id. Strings are always
+def to_copy_csv(
+    batch: pa.RecordBatch | pa.Table, batch_id: str, columns: Sequence[str] = STAGING_COLUMNS
+) -> io.BytesIO:
+    """The batch's rows as COPY csv input, ``columns`` then run_id. Strings are always
     quoted and nulls are bare empty fields, so PostgreSQL tells '' from NULL."""
     if isinstance(batch, pa.RecordBatch):
         batch = pa.Table.from_batches([batch])
-    missing = [c for c in STAGING_COLUMNS if c not in batch.column_names]
+    missing = [c for c in columns if c not in batch.column_names]
     if missing:
         raise ValueError(f"missing columns {missing}")
-    table = batch.select(STAGING_COLUMNS).append_column(
+    table = batch.select(list(columns)).append_column(
         "run_id", pa.array([batch_id] * batch.num_rows, pa.string())
     )
     buffer = io.BytesIO()
@@ -132,11 +149,13 @@ def partition_objects(fs: pafs.FileSystem, location: str) -> list[str]:
     )
 
 
-def stream_batches(fs: pafs.FileSystem, paths: Iterable[str], batch_id: str) -> Iterator[pa.RecordBatch]:
+def stream_batches(
+    fs: pafs.FileSystem, paths: Iterable[str], batch_id: str, columns: Sequence[str] = STAGING_COLUMNS
+) -> Iterator[pa.RecordBatch]:
     for path in paths:
         try:
             parquet = pq.ParquetFile(fs.open_input_file(path))
-            yield from parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=STAGING_COLUMNS)
+            yield from parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=list(columns))
         except (OSError, ValueError, pa.ArrowException) as error:
             raise RuntimeError(f"staging object s3://{path} of batch {batch_id} cannot be read: {error}") from error
 
@@ -150,19 +169,21 @@ class CsvStream:
     An error on the reading side is raised to COPY, which aborts the transaction.
     """
 
-    def __init__(self, batches: Iterable[pa.RecordBatch], batch_id: str, depth: int = 4):
+    def __init__(
+        self, batches: Iterable[pa.RecordBatch], batch_id: str, depth: int = 4, columns: Sequence[str] = STAGING_COLUMNS
+    ):
         self.rows = 0
         self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._current, self._offset = memoryview(b""), 0
-        self._thread = threading.Thread(target=self._encode, args=(batches, batch_id), daemon=True)
+        self._thread = threading.Thread(target=self._encode, args=(batches, batch_id, columns), daemon=True)
         self._thread.start()
 
-    def _encode(self, batches: Iterable[pa.RecordBatch], batch_id: str) -> None:
+    def _encode(self, batches: Iterable[pa.RecordBatch], batch_id: str, columns: Sequence[str]) -> None:
         try:
             for batch in batches:
                 if batch.num_rows:
-                    self._chunks.put(to_copy_csv(batch, batch_id).getvalue())
+                    self._chunks.put(to_copy_csv(batch, batch_id, columns).getvalue())
                     self.rows += batch.num_rows
                     log(f"encoded {self.rows} rows so far")
         except BaseException as error:  # handed to the reading side, which raises it into COPY
@@ -185,15 +206,28 @@ class CsvStream:
         return data
 
 
-def load_batch(connection, batch_id: str, batches: Iterable[pa.RecordBatch]) -> tuple[int, int]:
-    """Replace the batch's rows in one transaction; returns (rows deleted, rows loaded)."""
+def load_batch(
+    connection,
+    batch_id: str,
+    batches: Iterable[pa.RecordBatch],
+    versions: Iterable[pa.RecordBatch] | None = None,
+) -> tuple[int, int, int, int]:
+    """Replace the batch's lines, and with ``versions`` its delivered orders, in one
+    transaction; returns (lines deleted, lines loaded, orders deleted, orders loaded)."""
     with connection, connection.cursor() as cursor:
         cursor.execute(LOCK_SQL, {"lock": f"{TABLE}:{batch_id}"})
         cursor.execute(DELETE_SQL, {"batch_id": batch_id})
         deleted = cursor.rowcount
         stream = CsvStream(batches, batch_id)
         cursor.copy_expert(COPY_SQL, stream, size=COPY_READ_BYTES)
-    return deleted, stream.rows
+        versions_deleted = versions_loaded = 0
+        if versions is not None:
+            cursor.execute(VERSIONS_DELETE_SQL, {"batch_id": batch_id})
+            versions_deleted = cursor.rowcount
+            orders = CsvStream(versions, batch_id, columns=VERSION_COLUMNS)
+            cursor.copy_expert(VERSIONS_COPY_SQL, orders, size=COPY_READ_BYTES)
+            versions_loaded = orders.rows
+    return deleted, stream.rows, versions_deleted, versions_loaded
 
 
 def read_secret(secret_id: str) -> str:
@@ -209,25 +243,42 @@ def log(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> dict:
     import psycopg2
 
-    args = resolve_options(sys.argv if argv is None else argv, ARGUMENTS)
+    argv = sys.argv if argv is None else argv
+    args = resolve_options(argv, ARGUMENTS)
     batch_id = args["batch_id"]
     if not BATCH_ID.fullmatch(batch_id):
         raise ValueError(f"batch id {batch_id!r} does not match {BATCH_ID.pattern}")
     prefix = args["staging_prefix"].strip("/")
     location = f"{args['staging_bucket']}/{prefix + '/' if prefix else ''}run_id={batch_id}/"
+    versions_prefix = (optional_option(argv, "versions_prefix") or DEFAULT_VERSIONS_PREFIX).strip("/")
+    versions_location = f"{args['staging_bucket']}/{versions_prefix + '/' if versions_prefix else ''}run_id={batch_id}/"
     fs = s3_filesystem()
     paths = partition_objects(fs, location)
-    log(f"batch {batch_id}: {len(paths)} objects in s3://{location}")
+    version_paths = partition_objects(fs, versions_location)
+    log(f"batch {batch_id}: {len(paths)} objects in s3://{location}, {len(version_paths)} in s3://{versions_location}")
 
     options = connection_options(read_secret(args["warehouse_secret_id"]))
     log(f"loading {TABLE} in database {options['dbname']} on {options['host']} as {options['user']}")
     connection = psycopg2.connect(**options)
     try:
         connection.set_client_encoding("UTF8")
-        deleted, loaded = load_batch(connection, batch_id, stream_batches(fs, paths, batch_id))
+        deleted, loaded, versions_deleted, versions_loaded = load_batch(
+            connection,
+            batch_id,
+            stream_batches(fs, paths, batch_id),
+            stream_batches(fs, version_paths, batch_id, columns=VERSION_COLUMNS),
+        )
     finally:
         connection.close()
-    summary = {"batch_id": batch_id, "table": TABLE, "rows_deleted": deleted, "rows_loaded": loaded}
+    summary = {
+        "batch_id": batch_id,
+        "table": TABLE,
+        "rows_deleted": deleted,
+        "rows_loaded": loaded,
+        "versions_table": VERSIONS_TABLE,
+        "versions_deleted": versions_deleted,
+        "versions_loaded": versions_loaded,
+    }
     print(json.dumps(summary), flush=True)
     return summary
 

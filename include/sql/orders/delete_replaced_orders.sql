@@ -1,11 +1,10 @@
--- Staging to final, step 1 of 2 (run in one transaction with insert_final_lines.sql):
--- remove every final line of the orders the batch delivers, so an order delivered again with
--- fewer lines loses the lines it no longer has. Rerunning the batch deletes its own lines and
--- step 2 puts them back: same final state. The last batch loaded wins for an order.
+-- Staging to final, step 3 of 4 (after record_order_versions.sql, same transaction): remove
+-- every final line of the orders the batch delivers and now owns (its version is the loaded
+-- one), so an order delivered again with fewer lines, or none, loses the lines it no longer
+-- has. An order whose loaded version is newer than the batch's keeps its lines. Rerunning the
+-- batch deletes its own lines and step 4 puts them back: same final state.
 DELETE FROM orders.fact_order_lines AS f
-USING (
-    SELECT DISTINCT order_id
-    FROM orders.stg_order_lines
-    WHERE run_id = %(batch_id)s
-) AS delivered
-WHERE f.order_id = delivered.order_id;
+USING orders.stg_order_versions AS s
+JOIN orders.order_versions AS v ON v.order_id = s.order_id AND v.run_id = s.run_id
+WHERE s.run_id = %(batch_id)s
+  AND f.order_id = s.order_id;

@@ -1,6 +1,7 @@
--- Staging to final, step 2 of 2 (after delete_replaced_orders.sql, same transaction): the
--- batch's lines, enriched with the order's UTC date and the line amount. The upsert keeps a
--- lone rerun of this step idempotent too.
+-- Staging to final, step 4 of 4 (after delete_replaced_orders.sql, same transaction): the
+-- batch's lines of the orders it owns (orders.order_versions names the batch: no newer version
+-- is loaded), enriched with the order's UTC date and the line amount. The upsert keeps a lone
+-- rerun of this step idempotent too.
 INSERT INTO orders.fact_order_lines AS f (
     order_id, line_number, customer_id, order_ts, order_date, currency,
     product_code, product_name, quantity, unit_price, line_amount, run_id, loaded_at
@@ -20,6 +21,7 @@ SELECT
     s.run_id,
     %(loaded_at)s
 FROM orders.stg_order_lines AS s
+JOIN orders.order_versions AS v ON v.order_id = s.order_id AND v.run_id = s.run_id
 WHERE s.run_id = %(batch_id)s
 ON CONFLICT (order_id, line_number) DO UPDATE SET
     customer_id = EXCLUDED.customer_id,
