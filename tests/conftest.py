@@ -12,6 +12,7 @@ on free ports, once per session, and points the AWS and connection variables at 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -24,6 +25,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TEST_HOME = REPO / ".local" / "test"
 AIRFLOW_HOME = TEST_HOME / "airflow"
+# pgserver logs from an atexit hook, after pytest has closed the streams it captured: a "Logging
+# error" traceback at the end of every run, about nothing.
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 os.environ.update(
     AIRFLOW_HOME=str(AIRFLOW_HOME),
