@@ -47,6 +47,7 @@ from bench.common import (
     run_dag_child,
     task_records,
 )
+from devstack.runs import task_return_value
 
 NAME = "totesys_cycle"
 INGEST_DAG, WAREHOUSE_DAG = "totesys_ingest", "totesys_warehouse"
@@ -160,7 +161,7 @@ def child_main(result_file: Path) -> None:
     started = time.perf_counter()
     ingest_run = ingest.test(run_conf={"tables": None})
     ingest_wall = time.perf_counter() - started
-    batch_id = (_return_value(ingest_run, "plan_batch") or {}).get("batch_id")
+    batch_id = (task_return_value(ingest_run, "plan_batch") or {}).get("batch_id")
     dag_runs = [ingest_run]
     if str(ingest_run.state) == "success" and batch_id:
         dag_runs.append(load.test(run_conf={"batch_id": batch_id, "reprocess": False}))
@@ -181,20 +182,6 @@ def child_main(result_file: Path) -> None:
         "expected_counts": marker.get("expected_counts", {}),
     }
     result_file.write_text(json.dumps(result, default=str))
-
-
-def _return_value(dag_run, task_id: str):
-    """A task's return value, from the metadata database (as devstack/demo.py reads it)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key="return_value")
-            .one_or_none()
-        )
-        return XComModel.deserialize_value(row) if row is not None else None
 
 
 if __name__ == "__main__":

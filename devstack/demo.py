@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from devstack.resources import TOPICS, inbox_queue
+from devstack.runs import task_return_value
 from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, read_env_file
 
 PIPELINES = {"orders": "orders_pipeline", "totesys": "totesys_warehouse"}
@@ -253,7 +254,7 @@ def run_totesys(dag_id: str, batch_id: str, orders: int, seed: int, report_file:
             print(f"writing sample batch: a business day in the source: {json.dumps(day)}", flush=True)
         print("running totesys_ingest with dag.test() ...", flush=True)
         ingest_run = ingest.test(run_conf={"tables": None})
-        batch = _xcom(ingest_run, "plan_batch") or {}
+        batch = task_return_value(ingest_run, "plan_batch") or {}
         print(f"marker batch-completion/{batch.get('batch_id')}.json written by the extract", flush=True)
         print(f"running {dag_id} with dag.test() ...", flush=True)
         load_run = load.test(run_conf={"batch_id": batch.get("batch_id"), "reprocess": False})
@@ -320,19 +321,6 @@ def _warehouse_execute(statement: str, missing_ok: bool = False) -> None:
     except Exception:
         if not missing_ok:
             raise
-
-
-def _xcom(dag_run, task_id: str):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key="return_value")
-            .one_or_none()
-        )
-        return XComModel.deserialize_value(row) if row is not None else None
 
 
 RUNNERS = {"orders_pipeline": run_orders, "totesys_warehouse": run_totesys}

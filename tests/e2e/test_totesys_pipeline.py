@@ -16,6 +16,7 @@ import psycopg2
 import pytest
 
 from devstack.resources import read_inbox
+from devstack.runs import task_return_value
 from devstack.sample_data import totesys as source
 from tests.conftest import AIRFLOW_HOME, run_dag
 
@@ -94,7 +95,7 @@ def inbox(aws):
 def ingest(dags, fresh):
     def run(**conf):
         dag_run, tis = run_dag(dags["totesys_ingest"], **conf)
-        plan = xcom(dag_run, "plan_batch") if tis["plan_batch"].state == "success" else None
+        plan = task_return_value(dag_run, "plan_batch") if tis["plan_batch"].state == "success" else None
         return dag_run, tis, (plan or {}).get("batch_id")
 
     return run
@@ -106,20 +107,6 @@ def load(dags, fresh):
         return run_dag(dags["totesys_warehouse"], batch_id=batch_id, **conf)
 
     return run
-
-
-def xcom(dag_run, task_id: str):
-    """A task's return value, from the metadata database."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key="return_value")
-            .one_or_none()
-        )
-        return XComModel.deserialize_value(row) if row is not None else None
 
 
 def counts(warehouse) -> dict[str, int]:
