@@ -26,7 +26,15 @@ from etl_toolkit.config import AWS_CONN_ID
 # -- counting ---------------------------------------------------------------------------------
 
 
-def s3_filesystem(aws_conn_id: str = AWS_CONN_ID):
+def s3_hook(aws_conn_id: str = AWS_CONN_ID):
+    """The provider's S3Hook. A task that lists or reads many prefixes builds one and passes it
+    on: each new hook resolves the connection and builds a boto3 client again (~0.1 s)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id)
+
+
+def s3_filesystem(aws_conn_id: str = AWS_CONN_ID, hook=None):
     """A pyarrow S3 filesystem with the connection's credentials and endpoint.
 
     pyarrow does not read ``AWS_ENDPOINT_URL`` by itself, so the endpoint (the connection's
@@ -34,10 +42,9 @@ def s3_filesystem(aws_conn_id: str = AWS_CONN_ID):
     """
     import os
 
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from pyarrow import fs
 
-    hook = S3Hook(aws_conn_id=aws_conn_id)
+    hook = hook or s3_hook(aws_conn_id)
     credentials = hook.get_credentials()
     endpoint = hook.conn_config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
     options: dict[str, Any] = {
@@ -52,11 +59,9 @@ def s3_filesystem(aws_conn_id: str = AWS_CONN_ID):
     return fs.S3FileSystem(**options)
 
 
-def data_objects(bucket: str, prefix: str, aws_conn_id: str = AWS_CONN_ID) -> list[str]:
+def data_objects(bucket: str, prefix: str, aws_conn_id: str = AWS_CONN_ID, hook=None) -> list[str]:
     """Keys under a prefix that hold data: Glue and Spark skip names starting with '_' or '.'."""
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    keys = S3Hook(aws_conn_id=aws_conn_id).list_keys(bucket_name=bucket, prefix=prefix) or []
+    keys = (hook or s3_hook(aws_conn_id)).list_keys(bucket_name=bucket, prefix=prefix) or []
     return sorted(k for k in keys if not k.rsplit("/", 1)[-1].startswith(("_", ".")) and not k.endswith("/"))
 
 
@@ -69,10 +74,13 @@ def _open_parquet(filesystem, bucket: str, key: str, batch_id: str):
         raise ValueError(f"batch {batch_id}: s3://{bucket}/{key} is not a readable parquet file: {error}") from error
 
 
-def count_parquet_rows(bucket: str, prefix: str, batch_id: str, aws_conn_id: str = AWS_CONN_ID) -> tuple[int, int]:
+def count_parquet_rows(
+    bucket: str, prefix: str, batch_id: str, aws_conn_id: str = AWS_CONN_ID, *, hook=None, filesystem=None
+) -> tuple[int, int]:
     """(rows, files) under the prefix, from the parquet footers."""
-    filesystem = s3_filesystem(aws_conn_id)
-    keys = data_objects(bucket, prefix, aws_conn_id)
+    hook = hook or s3_hook(aws_conn_id)
+    filesystem = filesystem or s3_filesystem(hook=hook)
+    keys = data_objects(bucket, prefix, hook=hook)
     rows = sum(_open_parquet(filesystem, bucket, key, batch_id).metadata.num_rows for key in keys)
     return rows, len(keys)
 
@@ -110,10 +118,11 @@ def count_latest_list_items(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    filesystem = s3_filesystem(aws_conn_id)
+    hook = s3_hook(aws_conn_id)
+    filesystem = s3_filesystem(hook=hook)
     parts = []
     for prefix in prefixes:
-        for object_key in data_objects(bucket, prefix, aws_conn_id):
+        for object_key in data_objects(bucket, prefix, hook=hook):
             parquet = _open_parquet(filesystem, bucket, object_key, batch_id)
             for batch in parquet.iter_batches(columns=[key, latest_by, batch_column, list_column]):
                 mine = batch.filter(pc.equal(batch[batch_column], batch_id))
@@ -269,22 +278,30 @@ def count_parquet_datasets(
 
     def count(claim):
         counts, files = {}, 0
+        hook = s3_hook()
+        filesystem = s3_filesystem(hook=hook)
         for entity, prefix in datasets.items():
-            rows, objects = count_parquet_rows(bucket, prefix.format(batch_id=claim["batch_id"]), claim["batch_id"])
+            batch_id = claim["batch_id"]
+            rows, objects = count_parquet_rows(
+                bucket, prefix.format(batch_id=batch_id), batch_id, hook=hook, filesystem=filesystem
+            )
             counts[entity], files = rows, files + objects
         return counts, {"files": files}
 
     return _layer_count_task_with_rules(pipeline, layer, count, rules, **task_kwargs)
 
 
-def read_parquet_dataset(bucket: str, prefix: str, batch_id: str, columns: list[str] | None = None):
+def read_parquet_dataset(
+    bucket: str, prefix: str, batch_id: str, columns: list[str] | None = None, *, hook=None, filesystem=None
+):
     """Every data object under a prefix as one pyarrow table (None when there is none)."""
     import pyarrow as pa
 
-    filesystem = s3_filesystem()
+    hook = hook or s3_hook()
+    filesystem = filesystem or s3_filesystem(hook=hook)
     tables = [
         _open_parquet(filesystem, bucket, key, batch_id).read(columns=columns)
-        for key in data_objects(bucket, prefix)
+        for key in data_objects(bucket, prefix, hook=hook)
     ]
     return pa.concat_tables(tables) if tables else None
 
@@ -309,10 +326,14 @@ def count_tables_matching_parquet(
 
     def count(claim):
         counts = {}
+        hook = s3_hook()
+        filesystem = s3_filesystem(hook=hook)
         with warehouse.transaction() as cursor:
             for entity, prefix in datasets.items():
                 columns, batch_id = list(keys[entity]), claim["batch_id"]
-                rows = read_parquet_dataset(bucket, prefix.format(batch_id=batch_id), batch_id, columns)
+                rows = read_parquet_dataset(
+                    bucket, prefix.format(batch_id=batch_id), batch_id, columns, hook=hook, filesystem=filesystem
+                )
                 if rows is None or rows.num_rows == 0:
                     counts[entity] = 0
                     continue

@@ -211,15 +211,19 @@ def load_parquet_tables(
 
     @task(task_id=task_id, **task_kwargs)
     def load(**context) -> dict[str, Any]:
-        from etl_toolkit.audit import read_parquet_dataset
+        from etl_toolkit.audit import read_parquet_dataset, s3_filesystem, s3_hook
         from etl_toolkit.reconcile import CLAIM_TASK_ID, CountMismatch
 
         batch_id = context["ti"].xcom_pull(task_ids=CLAIM_TASK_ID)["batch_id"]
         parameters = {"batch_id": batch_id, "loaded_at": context["dag_run"].run_after.isoformat()}
         loaded: dict[str, int] = {}
+        hook = s3_hook()
+        filesystem = s3_filesystem(hook=hook)
         with transaction() as cursor:
             for entity, prefix in datasets.items():
-                rows = read_parquet_dataset(bucket, prefix.format(batch_id=batch_id), batch_id)
+                rows = read_parquet_dataset(
+                    bucket, prefix.format(batch_id=batch_id), batch_id, hook=hook, filesystem=filesystem
+                )
                 if rows is None or rows.num_rows == 0:
                     loaded[entity] = 0
                     continue
