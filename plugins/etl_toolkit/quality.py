@@ -442,7 +442,9 @@ def _check_groups(groups: list[pa.Table], suite: SchemaSuite, batch_id: str) -> 
     return {**results[0], "rows": sum(r["rows"] for r in results), "schemas": len(results)}
 
 
-def _read_grouped_by_schema(bucket: str, keys: list[str], batch_id: str, batch_column: str | None) -> list:
+def _read_grouped_by_schema(
+    bucket: str, keys: list[str], batch_id: str, batch_column: str | None, filesystem=None
+) -> list:
     """The batch's rows from each object, concatenated per distinct file schema.
 
     Files of one schema become one table; a file that drifted (a missing column, another type)
@@ -453,7 +455,7 @@ def _read_grouped_by_schema(bucket: str, keys: list[str], batch_id: str, batch_c
 
     from etl_toolkit.audit import _open_parquet, s3_filesystem
 
-    filesystem = s3_filesystem()
+    filesystem = filesystem or s3_filesystem()
     groups: dict[pa.Schema, list[pa.Table]] = {}
     for key in keys:
         table = _open_parquet(filesystem, bucket, key, batch_id).read()
@@ -471,16 +473,19 @@ def check_landing_stream(pipeline: str, *, bucket: str, prefix: str, batch_colum
 
     @task(task_id="check_landing_schema", **task_kwargs)
     def check_landing_schema(**context) -> dict:
-        from etl_toolkit.audit import data_objects, hour_partitions
+        from etl_toolkit.audit import data_objects, hour_partitions, s3_filesystem, s3_hook
         from etl_toolkit.reconcile import CLAIM_TASK_ID
 
         claim = context["ti"].xcom_pull(task_ids=CLAIM_TASK_ID)
+        hook = s3_hook()
         keys = [
             key
             for partition in hour_partitions(prefix, claim.get("started_at"), claim.get("completed_at"))
-            for key in data_objects(bucket, partition)
+            for key in data_objects(bucket, partition, hook=hook)
         ]
-        groups = _read_grouped_by_schema(bucket, keys, claim["batch_id"], batch_column)
+        groups = _read_grouped_by_schema(
+            bucket, keys, claim["batch_id"], batch_column, filesystem=s3_filesystem(hook=hook)
+        )
         # Files in these partitions also hold other batches' rows; only this batch's rows count.
         return _check_groups([g for g in groups if g.num_rows], suite, claim["batch_id"])
 
@@ -495,12 +500,13 @@ def check_parquet(pipeline: str, layer: str, *, bucket: str, prefix: str, **task
 
     @task(task_id=f"check_{layer}_schema", **task_kwargs)
     def check_schema(**context) -> dict:
-        from etl_toolkit.audit import data_objects
+        from etl_toolkit.audit import data_objects, s3_filesystem, s3_hook
         from etl_toolkit.reconcile import CLAIM_TASK_ID
 
         batch_id = context["ti"].xcom_pull(task_ids=CLAIM_TASK_ID)["batch_id"]
-        keys = data_objects(bucket, prefix.format(batch_id=batch_id))
-        groups = _read_grouped_by_schema(bucket, keys, batch_id, None)
+        hook = s3_hook()
+        keys = data_objects(bucket, prefix.format(batch_id=batch_id), hook=hook)
+        groups = _read_grouped_by_schema(bucket, keys, batch_id, None, filesystem=s3_filesystem(hook=hook))
         return _check_groups([g for g in groups if g.num_rows], suite, batch_id)
 
     return check_schema()
@@ -519,14 +525,16 @@ def check_parquet_datasets(pipeline: str, layer: str, *, bucket: str, datasets: 
 
     @task(task_id=f"check_{layer}_schema", **task_kwargs)
     def check_schema(**context) -> dict:
-        from etl_toolkit.audit import data_objects
+        from etl_toolkit.audit import data_objects, s3_filesystem, s3_hook
         from etl_toolkit.reconcile import CLAIM_TASK_ID
 
         batch_id = context["ti"].xcom_pull(task_ids=CLAIM_TASK_ID)["batch_id"]
+        hook = s3_hook()
+        filesystem = s3_filesystem(hook=hook)
         results = {}
         for entity, prefix in datasets.items():
-            keys = data_objects(bucket, prefix.format(batch_id=batch_id))
-            groups = _read_grouped_by_schema(bucket, keys, batch_id, None)
+            keys = data_objects(bucket, prefix.format(batch_id=batch_id), hook=hook)
+            groups = _read_grouped_by_schema(bucket, keys, batch_id, None, filesystem=filesystem)
             result = _check_groups([g for g in groups if g.num_rows], suites[entity], batch_id)
             results[entity] = {"rows": result["rows"], "evaluated": result["evaluated"]}
         return {"batch_id": batch_id, "success": True, "datasets": results}
