@@ -31,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, LocalStack, StackOptions, read_env_file
+from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, LocalStack, StackOptions, stack_answers
 
 # Started in two waves: the UI and the DAG parsing first (on two cores, four processes importing
 # Airflow at once would delay the UI by half a minute), then, once the API server answers, the
@@ -241,18 +241,6 @@ def _port_is_free(port: int) -> bool:
             return False
 
 
-def _stack_running(state_dir: Path) -> bool:
-    env_file = state_dir / "stack.env"
-    if not env_file.exists():
-        return False
-    try:
-        endpoint = read_env_file(env_file)["AWS_ENDPOINT_URL"]
-        urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
-        return True
-    except Exception:
-        return False
-
-
 # -- the foreground command -------------------------------------------------------------------
 
 
@@ -273,7 +261,7 @@ def run_foreground(options: AirflowOptions) -> int:
         print(f"[{time.monotonic() - started:5.1f} s] {text}", flush=True)
 
     state_dir = options.state_dir
-    if _stack_running(state_dir):
+    if stack_answers(state_dir / "stack.env"):
         print(
             f"a local stack is already running from {state_dir} (make stack?): stop it first, "
             "or pass --state-dir; make airflow starts the stack itself.",

@@ -19,13 +19,12 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
 from devstack.resources import TOPICS, inbox_queue
 from devstack.runs import task_return_value
-from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, read_env_file
+from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, read_env_file, stack_answers
 
 PIPELINES = {"orders": "orders_pipeline", "totesys": "totesys_warehouse"}
 
@@ -35,7 +34,7 @@ def main(pipeline: str, orders: int, seed: int) -> int:
         sys.exit(f"unknown pipeline {pipeline!r}; choose one of: {', '.join(PIPELINES)}")
     env_file = DEFAULT_STATE_DIR / "stack.env"
     stack_process = None
-    if not _stack_answers(env_file):
+    if not stack_answers(env_file):
         print("starting the local stack for the demo (make stack keeps one running)...", flush=True)
         stack_process = subprocess.Popen(
             [sys.executable, "-m", "devstack", "up", "--exit-with-parent"],
@@ -86,17 +85,6 @@ def _follow(logs: Path, run: subprocess.Popen) -> None:
         if finished:
             return
         time.sleep(0.5)
-
-
-def _stack_answers(env_file: Path) -> bool:
-    if not env_file.exists():
-        return False
-    try:
-        endpoint = read_env_file(env_file)["AWS_ENDPOINT_URL"]
-        urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
-        return True
-    except Exception:
-        return False
 
 
 def _wait_for(env_file: Path, process: subprocess.Popen, timeout: float = 120) -> None:

@@ -147,6 +147,20 @@ def _boto_credentials() -> dict[str, str]:
     }
 
 
+def stack_answers(env_file: Path) -> bool:
+    """Whether the stack that wrote ``env_file`` is up: its emulator answers."""
+    import urllib.request
+
+    if not env_file.exists():
+        return False
+    try:
+        endpoint = read_env_file(env_file)["AWS_ENDPOINT_URL"]
+        urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
+        return True
+    except Exception:
+        return False
+
+
 def stack_environment(endpoint: str, urls: dict[str, str], state_dir: Path) -> dict[str, str]:
     """Everything a process needs to use the stack: AWS, the Airflow connections and config."""
     aws_conn = {

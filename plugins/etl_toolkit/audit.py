@@ -343,9 +343,7 @@ def count_tables_matching_parquet(
                     .format(
                         target=sql.Identifier(schema, entity),
                         staged=sql.Identifier(staged),
-                        on=sql.SQL(" AND ").join(
-                            sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in columns
-                        ),
+                        on=warehouse.keys_match(sql, columns),
                     )
                     .as_string(cursor)
                 )

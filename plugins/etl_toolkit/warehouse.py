@@ -187,6 +187,11 @@ def stage_arrow(cursor, schema: str, table: str, rows) -> str:
     return staged
 
 
+def keys_match(sql, columns: list[str]):
+    """``t.<c> = s.<c> AND ...``: a target row ``t`` and a staged row ``s`` with the same key."""
+    return sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in columns)
+
+
 def load_parquet_tables(
     pipeline: str,
     *,
@@ -236,7 +241,7 @@ def load_parquet_tables(
                             "(SELECT 1 FROM {target} AS t WHERE {on})").format(
                         staged=sql.Identifier(staged),
                         target=sql.Identifier(schema, entity),
-                        on=sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in key),
+                        on=keys_match(sql, key),
                     ).as_string(cursor)
                 )  # fmt: skip
                 missing = cursor.fetchone()[0]

@@ -111,18 +111,6 @@ WAREHOUSE: dict[str, list[tuple[str, pa.DataType]]] = {
                      ("paid", pa.bool_()), ("payment_date", _DATE)],
 }  # fmt: skip
 
-# Warehouse table -> the source table whose batch rows it holds one row each of (the rest:
-# dim_date is derived, dim_staff and dim_counterparty may add rows re-emitted through a change).
-ONE_ROW_PER_SOURCE_ROW = {
-    "fact_sales_order": "sales_order",
-    "fact_purchase_orders": "purchase_order",
-    "fact_payment": "payment",
-    "dim_transaction": "transaction",
-    "dim_payment_type": "payment_type",
-    "dim_design": "design",
-    "dim_currency": "currency",
-    "dim_location": "address",
-}
 CURRENCY_NAMES = {
     "GBP": "British Pound", "USD": "US Dollar", "EUR": "Euro", "JPY": "Japanese Yen", "CHF": "Swiss Franc",
     "AUD": "Australian Dollar", "CAD": "Canadian Dollar", "CNY": "Chinese Yuan", "SEK": "Swedish Krona",
