@@ -21,8 +21,9 @@ $(STAMP): requirements-local.txt
 
 venv: $(STAMP) ## create or refresh .venv from requirements-local.txt
 
-lint: $(STAMP) ## ruff (with Airflow's AIR rules) over the whole project
+lint: $(STAMP) ## ruff (with Airflow's AIR rules), then the toolkit's layers (import-linter)
 	$(BIN)/ruff check .
+	PYTHONPATH=plugins $(BIN)/lint-imports --no-cache
 
 test: $(STAMP) lint ## lint, then every test on the local stack (started by the tests)
 	$(BIN)/pytest

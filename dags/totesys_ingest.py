@@ -30,7 +30,8 @@ from datetime import datetime
 
 from airflow.sdk import Asset, Param, chain, dag
 
-from etl_toolkit import batches, config, glue
+from etl_toolkit.pipeline import default_args
+from etl_toolkit.tasks import glue, producing
 
 PIPELINE = "totesys_ingest"
 INGESTION_BUCKET = "totesys-ingestion"
@@ -48,7 +49,7 @@ INGESTED = Asset(name="totesys_ingested", uri=f"s3://{INGESTION_BUCKET}/batches/
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args=config.default_args(PIPELINE),
+    default_args=default_args(PIPELINE),
     params={
         "tables": Param(
             None,
@@ -62,7 +63,7 @@ INGESTED = Asset(name="totesys_ingested", uri=f"s3://{INGESTION_BUCKET}/batches/
     doc_md=__doc__,
 )
 def totesys_ingest():
-    plan_batch = batches.plan_batch("totesys", allowed=SOURCE_TABLES, names_variable="totesys_tables")
+    plan_batch = producing.plan_batch("totesys", allowed=SOURCE_TABLES, names_variable="totesys_tables")
     extract = glue.GlueJob(
         task_id="extract",
         pipeline="totesys",

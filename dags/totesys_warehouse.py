@@ -31,13 +31,11 @@ marker also ends a run skipped, and the next run waits again.
 
 from __future__ import annotations
 
-from datetime import datetime
+from airflow.sdk import Asset, chain
 
-from airflow.sdk import Asset, chain, dag
+from etl_toolkit.pipeline import Layer, Pipeline, marker_dag
+from etl_toolkit.tasks import audit, glue, quality, warehouse
 
-from etl_toolkit import audit, batches, config, glue, notify, quality, reconcile, warehouse
-
-PIPELINE = "totesys"
 INGESTION_BUCKET = "totesys-ingestion"
 PROCESSED_BUCKET = "totesys-processed"
 SCHEMA = "totesys"
@@ -73,10 +71,17 @@ FROM_SOURCE = {
 }
 INGESTED = {table: f"batches/{{batch_id}}/{table}.parquet" for table in SOURCE_TABLES}
 PROCESSED = {table: f"{table}/batch_id={{batch_id}}/" for table in WAREHOUSE_KEYS}
-RULES = {
-    "processed": {table: ("landing", source) for table, source in FROM_SOURCE.items()},
-    "warehouse": {table: ("processed", table) for table in WAREHOUSE_KEYS},
-}
+
+TOTESYS = Pipeline(
+    name="totesys",
+    landing_bucket=INGESTION_BUCKET,
+    layers=(
+        Layer("landing", SOURCE_TABLES),
+        Layer("processed", tuple(WAREHOUSE_KEYS),
+              matches={table: ("landing", source) for table, source in FROM_SOURCE.items()}),
+        Layer("warehouse", tuple(WAREHOUSE_KEYS), matches={table: ("processed", table) for table in WAREHOUSE_KEYS}),
+    ),
+)
 
 LANDING = Asset(name="totesys_ingested", uri=f"s3://{INGESTION_BUCKET}/batches/")
 PROCESSED_ASSET = Asset(name="totesys_processed", uri=f"s3://{PROCESSED_BUCKET}/")
@@ -86,98 +91,50 @@ WAREHOUSE_ASSETS = [
 ]
 
 
-@dag(
-    dag_id="totesys_warehouse",
-    schedule="@continuous",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=config.default_args(PIPELINE, INGESTION_BUCKET),
-    params=config.batch_params(),
-    tags=["totesys", "glue", "event-driven", "star-schema"],
-    doc_md=__doc__,
+
+
+@marker_dag(
+    TOTESYS, dag_id="totesys_warehouse", tags=["totesys", "glue", "event-driven", "star-schema"], doc_md=__doc__
 )
-def totesys_warehouse():
-    # -- sense and claim --------------------------------------------------------------------------
-    wait_for_marker = batches.wait_for_marker(INGESTION_BUCKET)
-    create_warehouse_tables = warehouse.create_tables(PIPELINE)
-    claim_batch = batches.claim_batch(PIPELINE, INGESTION_BUCKET)
-    is_new_batch = batches.skip_if_already_loaded()
-
-    # -- landing: the ingested batch ------------------------------------------------------------------
-    check_landing_schema = quality.check_parquet_datasets(
-        PIPELINE, "landing", bucket=INGESTION_BUCKET, datasets=INGESTED, inlets=[LANDING]
-    )
-    count_landing = audit.count_parquet_datasets(PIPELINE, "landing", bucket=INGESTION_BUCKET, datasets=INGESTED)
-
-    # -- processed: the star schema in S3 -------------------------------------------------------------
-    remodel = glue.GlueJob(
-        task_id="remodel",
-        pipeline=PIPELINE,
-        script="totesys_remodel.py",
-        script_args={
-            "--batch_id": batches.BATCH_ID,
-            "--ingestion_bucket": INGESTION_BUCKET,
-            "--processed_bucket": PROCESSED_BUCKET,
-        },
-        outlets=[PROCESSED_ASSET],
-    )
-    crawl_processed = glue.CatalogCrawler(
-        task_id="crawl_processed",
-        config={
-            **glue.crawler_config("totesys-processed-crawler", f"s3://{PROCESSED_BUCKET}/", table_prefix="totesys_"),
-            # The tables only: state/ is the remodel job's own bookkeeping.
-            "Targets": {"S3Targets": [{"Path": f"s3://{PROCESSED_BUCKET}/{table}/"} for table in WAREHOUSE_KEYS]},
-        },
-    )
-    count_processed = audit.count_parquet_datasets(
-        PIPELINE, "processed", bucket=PROCESSED_BUCKET, datasets=PROCESSED, rules=RULES["processed"]
-    )
-
-    # -- warehouse ------------------------------------------------------------------------------------
-    load_warehouse = warehouse.load_parquet_tables(
-        PIPELINE,
-        task_id="load_warehouse",
-        bucket=PROCESSED_BUCKET,
-        datasets=PROCESSED,
-        keys=WAREHOUSE_KEYS,
-        schema=SCHEMA,
-        files={t: "load_fact.sql" if t.startswith("fact_") else "load_dimension.sql" for t in WAREHOUSE_KEYS},
-        outlets=WAREHOUSE_ASSETS,
-    )
-    count_warehouse = audit.count_tables_matching_parquet(
-        PIPELINE,
-        "warehouse",
-        bucket=PROCESSED_BUCKET,
-        datasets=PROCESSED,
-        keys=WAREHOUSE_KEYS,
-        schema=SCHEMA,
-        rules=RULES["warehouse"],
-    )
-
-    # -- close the batch ------------------------------------------------------------------------------
-    reconcile_counts = reconcile.reconcile_batch_by_rules(PIPELINE, RULES)
-    archive_marker = batches.archive_marker(INGESTION_BUCKET)
-    notify_success = notify.publish_success(PIPELINE)
-
+def totesys_warehouse(batch):
     chain(
-        wait_for_marker,
-        create_warehouse_tables,
-        claim_batch,
-        is_new_batch,
-        check_landing_schema,
-        count_landing,
-        remodel,
-        crawl_processed,
-        count_processed,
-        load_warehouse,
-        count_warehouse,
-        reconcile_counts,
-        archive_marker,
-        notify_success,
+        warehouse.create_tables(),
+        # -- landing: the ingested batch --------------------------------------------------------------
+        quality.check_parquet_datasets("landing", bucket=INGESTION_BUCKET, datasets=INGESTED, inlets=[LANDING]),
+        audit.count_parquet_datasets("landing", bucket=INGESTION_BUCKET, datasets=INGESTED),
+        # -- processed: the star schema in S3 ---------------------------------------------------------
+        glue.GlueJob(
+            task_id="remodel",
+            pipeline=TOTESYS.name,
+            script="totesys_remodel.py",
+            script_args={"--batch_id": batch.batch_id, "--ingestion_bucket": INGESTION_BUCKET,
+                         "--processed_bucket": PROCESSED_BUCKET},  # fmt: skip
+            outlets=[PROCESSED_ASSET],
+        ),
+        glue.CatalogCrawler(
+            task_id="crawl_processed",
+            config={
+                **glue.crawler_config("totesys-processed-crawler", f"s3://{PROCESSED_BUCKET}/",
+                                      table_prefix="totesys_"),  # fmt: skip
+                # The tables only: state/ is the remodel job's own bookkeeping.
+                "Targets": {"S3Targets": [{"Path": f"s3://{PROCESSED_BUCKET}/{table}/"} for table in WAREHOUSE_KEYS]},
+            },
+        ),
+        audit.count_parquet_datasets("processed", bucket=PROCESSED_BUCKET, datasets=PROCESSED),
+        # -- warehouse --------------------------------------------------------------------------------
+        warehouse.load_parquet_tables(
+            task_id="load_warehouse",
+            bucket=PROCESSED_BUCKET,
+            datasets=PROCESSED,
+            keys=WAREHOUSE_KEYS,
+            schema=SCHEMA,
+            files={t: "load_fact.sql" if t.startswith("fact_") else "load_dimension.sql" for t in WAREHOUSE_KEYS},
+            outlets=WAREHOUSE_ASSETS,
+        ),
+        audit.count_tables_matching_parquet(
+            "warehouse", bucket=PROCESSED_BUCKET, datasets=PROCESSED, keys=WAREHOUSE_KEYS, schema=SCHEMA
+        ),
     )
-    # A batch that already loaded skips the load but is still archived and reported as a no-op.
-    claim_batch >> archive_marker
 
 
 totesys_warehouse()

@@ -5,6 +5,12 @@ SUCCEEDED as it is polled and reports ``ExecutionTime`` 123 whatever happened. `
 replaces that, in the process that serves moto, with a run that:
 
 - downloads the job's ``Command.ScriptLocation`` from the emulated S3;
+- downloads the ``--extra-py-files`` (comma-separated ``s3://`` paths of ``.py`` files or
+  ``.zip`` archives, from the job's default arguments or the run's) into the run's working
+  directory and puts them on the script's ``PYTHONPATH``, as AWS Glue puts them on
+  ``sys.path``: the ``.py`` files in one folder on it, each archive on it itself; a path that
+  does not exist fails the run with an ``ErrorMessage`` naming it. The argument still reaches
+  the script, as on AWS;
 - runs it as its own Python process (through ``glue_launcher.py``, which refuses Spark and
   ``awsglue`` with a clear message) with ``--JOB_NAME``, ``--JOB_RUN_ID``, the job's default
   arguments, the run's arguments and the non-overridable ones, in AWS Glue's precedence order;
@@ -30,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,7 @@ from moto.glue.exceptions import ConcurrentRunsExceededException
 from moto.glue.responses import GlueResponse
 from moto.logs.exceptions import ResourceAlreadyExistsException
 from moto.logs.models import logs_backends
+from moto.s3.exceptions import MissingBucket
 from moto.s3.models import s3_backends
 
 LOG_GROUP_PREFIX = "/aws-glue/jobs"
@@ -46,6 +54,10 @@ OUTPUT_LOG_GROUP = f"{LOG_GROUP_PREFIX}/output"
 ERROR_LOG_GROUP = f"{LOG_GROUP_PREFIX}/error"
 LAUNCHER = Path(__file__).with_name("glue_launcher.py")
 ACTIVE_STATES = {"STARTING", "RUNNING", "STOPPING"}
+EXTRA_PY_FILES = "--extra-py-files"
+# Folder names that are not valid module names, so a script cannot import them by accident.
+EXTRA_MODULES_DIR = "extra-py-files"
+EXTRA_ARCHIVES_DIR = "extra-py-archives"
 
 # Set by the emulator once it knows the address it serves on; the scripts call back into it.
 _endpoint_url: str | None = None
@@ -127,7 +139,8 @@ class LocalJobRun(glue_models.FakeJobRun):
         try:
             with tempfile.TemporaryDirectory(prefix="glue-run-") as workdir:
                 script = self._download_script(Path(workdir))
-                self._execute(script, workdir, logs)
+                python_path = self._download_extra_py_files(Path(workdir))
+                self._execute(script, workdir, logs, python_path)
         except Exception as error:  # the run must end in a state, whatever went wrong
             self._finish("FAILED", f"{type(error).__name__}: {error}")
             logs.write(ERROR_LOG_GROUP, [f"local Glue emulator: {self.error_message}"])
@@ -136,14 +149,49 @@ class LocalJobRun(glue_models.FakeJobRun):
         location = (self._job.command or {}).get("ScriptLocation", "")
         if not location.startswith("s3://"):
             raise ValueError(f"job {self.job_name} has no s3:// ScriptLocation (got {location!r})")
+        body = self._s3_object(location)
+        if body is None:
+            raise FileNotFoundError(f"script not found at {location}")
+        script = workdir / (Path(location).name or "script.py")
+        script.write_bytes(body)
+        return script
+
+    def _download_extra_py_files(self, workdir: Path) -> list[str]:
+        """Download the run's ``--extra-py-files``; the entries to put on PYTHONPATH, in order."""
+        arguments = self.arguments or {}
+        value = arguments.get(EXTRA_PY_FILES, arguments.get(EXTRA_PY_FILES.removeprefix("--"), ""))
+        entries: list[str] = []
+        modules, archives = workdir / EXTRA_MODULES_DIR, workdir / EXTRA_ARCHIVES_DIR
+        for location in filter(None, (part.strip() for part in str(value).split(","))):
+            name = location.rsplit("/", 1)[-1]
+            if not location.startswith("s3://") or not name.endswith((".py", ".zip")):
+                raise ValueError(
+                    f"{EXTRA_PY_FILES} {location!r} is not an s3:// path of a .py file or a .zip archive"
+                )
+            body = self._s3_object(location)
+            if body is None:
+                raise FileNotFoundError(f"{EXTRA_PY_FILES} {location} does not exist")
+            module = name.endswith(".py")
+            target = (modules if module else archives) / name
+            if target.exists():  # a second file of that name would silently shadow the first
+                raise ValueError(f"{EXTRA_PY_FILES} lists two files named {name}")
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(body)
+            # The .py files share one folder on the path; an archive is a path entry itself.
+            entry = str(modules if module else target)
+            if entry not in entries:
+                entries.append(entry)
+        return entries
+
+    def _s3_object(self, location: str) -> bytes | None:
+        """The bytes of an ``s3://bucket/key`` object of the emulated S3; None if it does not exist."""
         bucket, _, key = location[len("s3://") :].partition("/")
         s3 = s3_backends[self._job.backend.account_id]["aws"]
-        obj = s3.get_object(bucket, key)
-        if obj is None:
-            raise FileNotFoundError(f"script not found at {location}")
-        script = workdir / (Path(key).name or "script.py")
-        script.write_bytes(obj.value)
-        return script
+        try:
+            obj = s3.get_object(bucket, key)
+        except MissingBucket:
+            return None
+        return None if obj is None else obj.value
 
     def _command(self, script: Path) -> list[str]:
         argv = [sys.executable, "-u", str(LAUNCHER), str(script)]
@@ -152,8 +200,10 @@ class LocalJobRun(glue_models.FakeJobRun):
             argv += [name if name.startswith("--") else f"--{name}", str(value)]
         return argv
 
-    def _environment(self) -> dict[str, str]:
+    def _environment(self, python_path: Sequence[str] = ()) -> dict[str, str]:
         env = dict(os.environ)
+        if python_path:
+            env["PYTHONPATH"] = os.pathsep.join([*python_path, *filter(None, [env.get("PYTHONPATH")])])
         env.update(
             AWS_ENDPOINT_URL=_endpoint_url or "",
             AWS_DEFAULT_REGION=self._job.backend.region_name,
@@ -164,14 +214,14 @@ class LocalJobRun(glue_models.FakeJobRun):
         env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         return env
 
-    def _execute(self, script: Path, workdir: str, logs: _JobRunLogs) -> None:
+    def _execute(self, script: Path, workdir: str, logs: _JobRunLogs, python_path: Sequence[str]) -> None:
         if self._stop_requested.is_set():
             self._finish("STOPPED")
             return
         self._process = subprocess.Popen(
             self._command(script),
             cwd=workdir,
-            env=self._environment(),
+            env=self._environment(python_path),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -5,9 +5,14 @@ Usage: python glue_launcher.py SCRIPT [--JOB_NAME name --JOB_RUN_ID id --key val
 Local Glue runs are Python-only: there is no Spark and no ``awsglue`` library here, so
 importing either fails at once with a message that says so, instead of a confusing
 ModuleNotFoundError deep inside the script.
+
+The script's folder comes first on ``sys.path``, in place of this launcher's, as
+``python script.py`` would have it: the script imports what sits beside it and nothing of
+``devstack/``. ``PYTHONPATH`` (where the emulator puts a run's ``--extra-py-files``) follows.
 """
 
 import importlib.abc
+import os
 import runpy
 import sys
 
@@ -30,6 +35,7 @@ def main() -> None:
         sys.exit("usage: glue_launcher.py SCRIPT [ARGS...]")
     script = sys.argv[1]
     sys.argv = [script, *sys.argv[2:]]
+    sys.path[0] = os.path.dirname(os.path.abspath(script))
     sys.meta_path.insert(0, _PythonOnlyGlue())
     runpy.run_path(script, run_name="__main__")
 

@@ -1,17 +1,19 @@
-"""The shared toolkit behind every pipeline DAG.
+"""The shared toolkit behind every pipeline DAG, in five layers; each imports only from below.
 
-One job per module:
+1. settings and the contract: ``settings`` (connection ids, Variable names, knobs), ``contract``
+   (the marker, the ``Pipeline``/``Layer`` declaration, the exceptions), ``messages`` (what a
+   notification says), ``paths`` (finds ``include/`` in the repository and the MWAA bundle);
+2. I/O: ``s3`` (listings, parquet footers, small JSON), ``sql`` (the warehouse SQL runner),
+   ``markers`` (the marker store and its archive), ``sns`` (publishing);
+3. the audit ledger and the checks: ``ledger`` (claims, attempts, layer counts, batch status),
+   ``reconcile`` (pure comparisons), ``schema_checks`` (Great Expectations);
+4. task factories: ``tasks.batches``, ``tasks.glue``, ``tasks.audit``, ``tasks.quality``,
+   ``tasks.warehouse``, ``tasks.notify``, ``tasks.producing``, and ``tasks.frame`` (the batch a
+   DAG's tasks work on);
+5. pipeline assembly: ``pipeline`` (default_args, params, and ``marker_dag``, the frame every
+   marker-driven DAG shares).
 
-- ``config``     connection ids, resource names and the DAG defaults every pipeline shares
-- ``paths``      finds ``include/`` in the repository and in the MWAA bundle
-- ``batches``    completion markers: sense, parse, validate and claim a batch
-- ``glue``       Glue job and crawler operators with the project's defaults
-- ``audit``      row counts taken from the data itself (parquet footers, ``count(*)``)
-- ``reconcile``  compares the counts of every layer and records them in ``audit``
-- ``quality``    Great Expectations schema checks
-- ``notify``     SNS success summaries and failure notifications
-- ``warehouse``  runs the Jinja-templated SQL files under ``include/sql/``
-
-Modules import Airflow lazily where they can and never import pandas, pyarrow or
-Great Expectations at module level, so DAG files stay cheap to parse.
+``make lint`` fails on an upward import or a cycle (import-linter, contracts in pyproject.toml).
+Modules never import pandas, pyarrow or Great Expectations at module level, so DAG files stay
+cheap to parse.
 """

@@ -1,196 +1,89 @@
-"""Reconciliation: every layer's counts against the landing layer and the marker's expectations.
+"""Reconciliation: pure comparisons of a batch's counts, driven by the pipeline's declaration.
 
-Counts are compared as soon as a layer is counted (``check_layer``), so a batch that does not
-reconcile stops at that layer and never reaches the final table, and once more for the whole
-batch at the end (``reconcile_batch``), which closes the batch's row in ``audit.batches``.
-A mismatch fails the task (no retry: recounting the same data gives the same answer) with a
-table of the counts in its message, which the failure notification carries.
+Layer 3, and no I/O: the counts come in as values (``{"layer", "counts", ...}`` per layer) and
+the declaration (``contract.Pipeline``) says which layers must be there and which entity must
+equal which. A layer is checked as soon as it is counted (``check_layer``), so a batch that does
+not reconcile stops at that layer, and every layer once more at the end (``reconcile_all``),
+which also fails, naming the layer, when a declared layer was never counted.
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import TriggerRule, task
-from airflow.sdk.exceptions import AirflowFailException
-
-from etl_toolkit import warehouse
-
-LANDING = "landing"
-CLAIM_TASK_ID = "claim_batch"
-LAYER_COUNTS_KEY = "layer_counts"
-log = logging.getLogger(__name__)
+from etl_toolkit.contract import LANDING, CountMismatch, Layer, Pipeline
 
 
-class CountMismatch(AirflowFailException):
-    pass
+def mismatches(
+    layer: Layer, result: dict[str, Any], earlier: dict[str, dict[str, int]], expected: dict[str, int]
+) -> list[str]:
+    """What disagrees, one sentence each; empty when the layer reconciles.
 
-
-def mismatches(result: dict[str, Any], landing: dict[str, Any] | None, expected: dict[str, int]) -> list[str]:
-    """What disagrees, one sentence each; empty when the layer reconciles."""
+    ``earlier``: the counts of the layers counted before it, by layer name.
+    """
     problems = []
-    for entity, count in sorted(result["counts"].items()):
-        if entity in expected and count != expected[entity]:
-            problems.append(f"{result['layer']} has {count} {entity}, the marker expects {expected[entity]}")
-        if landing is not None and result["layer"] != LANDING:
-            landed = landing["counts"].get(entity)
-            if landed is not None and count != landed:
-                problems.append(f"{result['layer']} has {count} {entity}, landing has {landed}")
+    counts = result["counts"]
+    missing = [entity for entity in layer.entities if entity not in counts]
+    if missing:
+        problems.append(f"{layer.name} did not count {', '.join(missing)}")
+    for entity, count in sorted(counts.items()):
+        if layer.name == LANDING and entity in expected and count != expected[entity]:
+            problems.append(f"{layer.name} has {count} {entity}, the marker expects {expected[entity]}")
+        other_layer, other = layer.matches.get(entity, (LANDING, entity))
+        if other_layer == layer.name:
+            continue
+        reference = earlier.get(other_layer, {}).get(other)
+        if reference is not None and count != reference:
+            problems.append(f"{layer.name} has {count} {entity}, {other_layer} has {reference} {other}")
     return problems
 
 
-def counts_table(results: list[dict[str, Any]], expected: dict[str, int]) -> str:
-    """A fixed-width table: one row per layer, one column per entity, the marker's row first."""
-    entities = sorted({e for r in results for e in r["counts"]} | set(expected))
-    rows = [["layer", *entities]]
-    if expected:
-        rows.append(["marker (expected)", *[str(expected.get(e, "-")) for e in entities]])
-    rows += [[r["layer"], *[str(r["counts"].get(e, "-")) for e in entities]] for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
-
-
-def check_layer(
-    result: dict[str, Any], claim: dict[str, Any], landing: dict[str, Any] | None, earlier: list[dict[str, Any]]
-) -> None:
-    """Raise CountMismatch (with the counts so far) when ``result`` disagrees with landing or the marker."""
+def check_layer(pipeline: Pipeline, result: dict[str, Any], earlier: list[dict[str, Any]], claim: dict) -> None:
+    """Raise CountMismatch (with the counts so far) when a freshly counted layer disagrees."""
+    layer = pipeline.layer(result["layer"])
     expected = claim.get("expected_counts") or {}
-    problems = mismatches(result, landing, expected)
+    problems = mismatches(layer, result, {r["layer"]: r["counts"] for r in earlier}, expected)
     if problems:
         table = counts_table([*earlier, result], expected)
         raise CountMismatch(
-            f"batch {claim['batch_id']} does not reconcile at layer {result['layer']}: "
-            + "; ".join(problems)
-            + "\n"
-            + table
+            f"batch {claim['batch_id']} does not reconcile at layer {layer.name}: " + "; ".join(problems) + "\n" + table
         )
 
 
-def reconcile_all(results: list[dict[str, Any]], claim: dict[str, Any]) -> dict[str, Any]:
-    """Compare every layer once more; return the summary the success notification carries."""
-    landing = next((r for r in results if r["layer"] == LANDING), None)
+def reconcile_all(pipeline: Pipeline, counted: dict[str, dict[str, Any] | None], claim: dict) -> dict[str, Any]:
+    """Every declared layer against the others; the summary the success notification carries.
+
+    ``counted``: layer name -> that layer's count result (None when it was not counted).
+    """
     expected = claim.get("expected_counts") or {}
-    problems = [p for r in results for p in mismatches(r, landing, expected)]
+    absent = [layer.name for layer in pipeline.layers if not counted.get(layer.name)]
+    undeclared = sorted(set(counted) - {layer.name for layer in pipeline.layers})
+    results = [counted[layer.name] for layer in pipeline.layers if counted.get(layer.name)]
     table = counts_table(results, expected)
+    problems = [f"declared layer {name} was not counted" for name in absent]
+    problems += [f"layer {name} was counted but is not declared" for name in undeclared]
+    by_layer: dict[str, dict[str, int]] = {}
+    for layer in pipeline.layers:
+        result = counted.get(layer.name)
+        if result:
+            problems += mismatches(layer, result, by_layer, expected)
+            by_layer[layer.name] = result["counts"]
     if problems:
         raise CountMismatch(f"batch {claim['batch_id']} does not reconcile: " + "; ".join(problems) + "\n" + table)
-    return {"counts": {r["layer"]: r["counts"] for r in results}, "table": table}
+    return {"counts": by_layer, "table": table}
 
 
-def earlier_counts(ti, dag, before_layer: str | None = None) -> list[dict[str, Any]]:
-    """This run's count results so far, in the DAG's order, up to (not including) ``before_layer``."""
-    results = []
-    for task_id in dag.task_ids:
-        if not task_id.startswith("count_"):
-            continue
-        if before_layer and task_id == f"count_{before_layer}":
-            break
-        value = ti.xcom_pull(task_ids=task_id, key=LAYER_COUNTS_KEY)
-        if value:
-            results.append(value)
-    return results
+def counts_table(results: list[dict[str, Any]], expected: dict[str, int]) -> str:
+    """A fixed-width table of the counts: one row per entity, one column per layer.
 
-
-def close_batch(pipeline: str, batch_id: str, dag_run_id: str, status: str, error: str | None = None) -> None:
-    warehouse.run(
-        "audit",
-        "finish_batch.sql",
-        {
-            "pipeline": pipeline,
-            "batch_id": batch_id,
-            "dag_run_id": dag_run_id,
-            "status": status,
-            "error": error,
-            "now": datetime.now(UTC).isoformat(),
-        },
-    )
-
-
-def reconcile_batch(pipeline: str):
-    """Task ``reconcile``: every layer against landing and the marker, then the batch is SUCCESS."""
-
-    @task(task_id="reconcile", trigger_rule=TriggerRule.ALL_SUCCESS)
-    def reconcile(**context) -> dict[str, Any]:
-        ti = context["ti"]
-        claim = ti.xcom_pull(task_ids=CLAIM_TASK_ID)
-        summary = reconcile_all(earlier_counts(ti, context["dag"]), claim)
-        log.info("Batch %s reconciles:\n%s", claim["batch_id"], summary["table"])
-        close_batch(pipeline, claim["batch_id"], context["run_id"], "SUCCESS")
-        return summary
-
-    return reconcile()
-
-
-# -- layers whose entities have other names than landing's (e.g. a star schema) -------------------
-
-# A rule says which earlier count an entity of a layer must equal: entity -> (layer, entity).
-Rules = dict[str, tuple[str, str]]
-
-
-def rule_mismatches(result: dict[str, Any], earlier: list[dict[str, Any]], rules: Rules) -> list[str]:
-    """What disagrees with the rules, one sentence each; empty when the layer reconciles."""
-    by_layer = {r["layer"]: r["counts"] for r in earlier}
-    problems = []
-    for entity, (layer, other) in sorted(rules.items()):
-        count, reference = result["counts"].get(entity), by_layer.get(layer, {}).get(other)
-        if count is not None and reference is not None and count != reference:
-            problems.append(f"{result['layer']} has {count} {entity}, {layer} has {reference} {other}")
-    return problems
-
-
-def check_layer_rules(
-    result: dict[str, Any], claim: dict[str, Any], earlier: list[dict[str, Any]], rules: Rules
-) -> None:
-    """Raise CountMismatch (with the counts so far) when ``result`` breaks one of ``rules``."""
-    problems = rule_mismatches(result, earlier, rules)
-    if problems:
-        table = counts_table([*earlier, result], claim.get("expected_counts") or {})
-        raise CountMismatch(
-            f"batch {claim['batch_id']} does not reconcile at layer {result['layer']}: "
-            + "; ".join(problems)
-            + "\n"
-            + table
-        )
-
-
-def counts_by_entity(results: list[dict[str, Any]], expected: dict[str, int]) -> str:
-    """``counts_table`` turned on its side, for many entities: one row per entity, one column per layer."""
-    # Grouped by the first layer that has them, by name within a group (JSON stores lose the order).
-    first = {}
-    for index, entity in [(-1, e) for e in expected] + [(i, e) for i, r in enumerate(results) for e in r["counts"]]:
-        first.setdefault(entity, index)
-    entities = sorted(first, key=lambda e: (max(first[e], 0), e))
-    rows = [["entity", *(["marker"] if expected else []), *(r["layer"] for r in results)]]
+    Entities in the order they first appear (the marker's, then each layer's).
+    """
+    entities: dict[str, None] = dict.fromkeys(expected)
+    for result in results:
+        entities.update(dict.fromkeys(result["counts"]))
+    rows = [["entity", *(["marker (expected)"] if expected else []), *(r["layer"] for r in results)]]
     for entity in entities:
         marker = [str(expected.get(entity, "-"))] if expected else []
         rows.append([entity, *marker, *(str(r["counts"].get(entity, "-")) for r in results)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
-
-
-def reconcile_batch_by_rules(pipeline: str, rules: dict[str, Rules]):
-    """Task ``reconcile``: as ``reconcile_batch``, and every layer against its rules (layer -> rules).
-
-    For pipelines whose layers name their entities differently (source tables, then warehouse
-    tables): landing is compared with the marker by name, every other layer by its rules.
-    """
-
-    @task(task_id="reconcile", trigger_rule=TriggerRule.ALL_SUCCESS)
-    def reconcile(**context) -> dict[str, Any]:
-        ti = context["ti"]
-        claim = ti.xcom_pull(task_ids=CLAIM_TASK_ID)
-        results = earlier_counts(ti, context["dag"])
-        summary = reconcile_all(results, claim)
-        summary["table"] = counts_by_entity(results, claim.get("expected_counts") or {})
-        problems = [p for r in results for p in rule_mismatches(r, results, rules.get(r["layer"], {}))]
-        if problems:
-            raise CountMismatch(
-                f"batch {claim['batch_id']} does not reconcile: " + "; ".join(problems) + "\n" + summary["table"]
-            )
-        log.info("Batch %s reconciles:\n%s", claim["batch_id"], summary["table"])
-        close_batch(pipeline, claim["batch_id"], context["run_id"], "SUCCESS")
-        return summary
-
-    return reconcile()

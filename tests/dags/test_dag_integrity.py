@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from etl_toolkit.notify import BatchFailureNotifier
+from etl_toolkit.tasks.notify import BatchFailureNotifier
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))

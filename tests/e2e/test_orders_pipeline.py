@@ -16,56 +16,14 @@ import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-import psycopg2
 import pytest
 
-from devstack.resources import read_inbox
 from devstack.sample_data.orders import write_marker, write_orders_batch
 from tests.conftest import run_dag
 
 pytestmark = pytest.mark.e2e
 
 LANDING = "fo-to-dw-orders-landing-area"
-_days = iter(range(1, 400))
-
-
-@pytest.fixture
-def batch_start():
-    """A day of its own for each test's hour partitions."""
-    return datetime(2025, 1, 1, 8, tzinfo=UTC) + timedelta(days=next(_days))
-
-
-@pytest.fixture
-def orders_dag(dags, airflow_db, stack):
-    return dags["orders_pipeline"]
-
-
-@pytest.fixture
-def inbox(aws):
-    """Reads (and empties) an SNS inbox queue; both are emptied before each test."""
-
-    def read(queue: str) -> list[dict]:
-        topic = queue.removesuffix("-inbox")
-        return [
-            {"subject": envelope.get("Subject"), **json.loads(envelope["Message"])}
-            for envelope in read_inbox(aws("sqs"), topic)
-        ]
-
-    read("etl-success-inbox")
-    read("etl-failure-inbox")
-    return read
-
-
-@pytest.fixture
-def warehouse(warehouse_dsn):
-    def query(sql: str, *parameters):
-        with psycopg2.connect(warehouse_dsn) as conn, conn.cursor() as cursor:
-            cursor.execute(sql, parameters)
-            return cursor.fetchall()
-
-    return query
-
-
 def final_lines(warehouse, batch_id: str) -> int:
     return warehouse("SELECT count(*) FROM orders.fact_order_lines WHERE run_id = %s", batch_id)[0][0]
 

@@ -32,7 +32,7 @@ from urllib.parse import quote
 import pytest
 
 from devstack.sample_data.orders import write_marker, write_orders_batch
-from etl_toolkit.config import MARKER_POKE_SECONDS
+from etl_toolkit.settings import MARKER_POKE_SECONDS
 
 pytestmark = pytest.mark.e2e
 
@@ -43,6 +43,7 @@ DAG_ID = "orders_pipeline"
 LANDING = "fo-to-dw-orders-landing-area"
 GOOD_BATCH = "rt-good"
 BAD_BATCH = "rt-bad"
+CLEARED_BATCH = "rt-cleared"
 
 STARTUP_TIMEOUT = 240  # stack + db migrate + four Airflow processes, on a busy machine
 RUN_TIMEOUT = 240  # one batch through every layer, from the marker on
@@ -189,7 +190,10 @@ def _free_port() -> int:
 def _runtime_environment() -> dict[str, str]:
     """This process's environment without what the suite configures for its in-process Airflow
     (SQLite, the test DAG bundles, fast retries) or for the session's own stack."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ETL_", "AWS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ETL_", "AWS_"))}
+    # Seconds, not the production half-minute, between a task's tries: the Clear test waits out a
+    # Glue job's retries before it clears the run.
+    return {**env, "ETL_RETRY_DELAY_SECONDS": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -426,6 +430,40 @@ def test_the_trigger_form_validates_params_and_reprocesses_a_loaded_batch(runtim
     success = message(runtime, "etl-success-inbox", f"SUCCESS orders {GOOD_BATCH}", run_id)
     assert "note" not in success
     assert success["counts"]["final"]["order_lines"] > 0
+
+
+def test_clearing_a_failed_runs_failed_tasks_loads_its_batch(runtime):
+    """The warehouse password is rotated behind the pipeline's back: the load job fails, the batch
+    is set aside. Once the secret is right again, "Clear" on the failed tasks (what the UI's Clear
+    button sends) resumes the same run, which finds the marker in the failed archive and loads."""
+    secrets = runtime.aws("secretsmanager")
+    good = secrets.get_secret_value(SecretId="etl/warehouse")["SecretString"]
+    known = {run["dag_run_id"] for run in runtime.runs()}
+    run_id = waiting_run(runtime, after=known)
+    secrets.put_secret_value(SecretId="etl/warehouse", SecretString=json.dumps({**json.loads(good), "password": "x"}))
+    try:
+        marker = write_orders_batch(runtime.aws("s3"), LANDING, CLEARED_BATCH, orders=100, seed=33,
+                                    started_at=datetime(2024, 6, 5, 8, tzinfo=UTC))  # fmt: skip
+        run = finished(runtime, run_id)
+        assert run["state"] == "failed", runtime.diagnostics(run_id)
+        assert runtime.task_instances(run_id)["staging_to_warehouse_staging"]["state"] == "failed"
+        failure = message(runtime, "etl-failure-inbox", f"FAILURE orders {CLEARED_BATCH}", run_id)
+        assert "password authentication failed" in failure["error"]
+        assert key_exists(runtime, f"batch-archive/failed/{CLEARED_BATCH}.json")
+    finally:
+        secrets.put_secret_value(SecretId="etl/warehouse", SecretString=good)
+
+    runtime.api("POST", f"/dags/{DAG_ID}/clearTaskInstances",
+                json={"dry_run": False, "dag_run_id": run_id, "only_failed": True})  # fmt: skip
+    wait_for("the cleared run to start again", lambda: runtime.run(run_id)["state"] != "failed",
+             SENSOR_TIMEOUT, runtime, run_id)  # fmt: skip
+    run = finished(runtime, run_id)
+
+    assert run["state"] == "success", runtime.diagnostics(run_id)
+    success = message(runtime, "etl-success-inbox", f"SUCCESS orders {CLEARED_BATCH}", run_id)
+    assert success["counts"]["final"] == {"order_lines": marker["expected_counts"]["order_lines"]}
+    assert key_exists(runtime, f"batch-archive/loaded/{CLEARED_BATCH}.json")
+    assert not key_exists(runtime, f"batch-archive/failed/{CLEARED_BATCH}.json")
 
 
 def test_the_ui_grid_shows_the_pipeline_and_its_successful_run(runtime, tmp_path):

@@ -144,7 +144,7 @@ def test_the_deferred_marker_wait_reports_an_unreadable_bucket_as_an_error_event
     failed task (the sensor does not soft-fail, so such an error is never taken for a quiet day)."""
     import asyncio
 
-    from etl_toolkit.batches import MarkerOrQueuedRunTrigger
+    from etl_toolkit.tasks.batches import MarkerOrQueuedRunTrigger
 
     trigger = MarkerOrQueuedRunTrigger(
         dag_id="toolkit_wait_for_marker",

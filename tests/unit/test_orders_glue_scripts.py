@@ -46,6 +46,11 @@ def load_module(path: Path):
     return module
 
 
+# The scripts import their shared module as Glue ships it (--extra-py-files): from sys.path.
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
+import orders_batch  # noqa: E402
+
 l2s = load_module(LANDING_TO_STAGING)
 s2w = load_module(STAGING_TO_WAREHOUSE)
 
@@ -80,7 +85,7 @@ def test_dedupe_keeps_the_latest_processing_ts_and_counts_the_dropped_copies():
         ]
     )
 
-    kept, dropped = l2s.dedupe_orders(orders)
+    kept, dropped = orders_batch.dedupe_orders(orders)
 
     assert dropped == 3
     assert sorted((r["order_id"], r["currency"]) for r in kept.to_pylist()) == [
@@ -101,14 +106,14 @@ def test_dedupe_breaks_ties_by_the_later_object_then_the_later_row():
         }
     )
 
-    winners, dropped = l2s.select_latest_copies(keys)
+    winners, dropped = orders_batch.select_latest_copies(keys)
 
     assert dropped == 3
     assert winners.to_pylist() == [
         {"file_index": 2, "row_index": 4},
         {"file_index": 3, "row_index": 5},
     ]
-    assert l2s.select_latest_copies(keys.slice(0, 0))[1] == 0
+    assert orders_batch.select_latest_copies(keys.slice(0, 0))[1] == 0
 
 
 def test_explode_numbers_lines_from_one_and_gives_no_lines_for_null_or_empty_products():
@@ -187,24 +192,25 @@ def test_batch_keys_keep_only_the_batch_rows_with_their_position_in_the_object()
         }
     )
 
-    keys = l2s.batch_keys(batch, "B1", file_index=4, first_row=100)
+    keys = orders_batch.batch_keys(batch, "B1", file_index=4, first_row=100)
 
     assert keys.column("order_id").to_pylist() == ["a", "d"]
     assert keys.column("row_index").to_pylist() == [100, 103]
     assert keys.column("file_index").to_pylist() == [4, 4]
-    assert l2s.batch_keys(batch, "B9", 0, 0) is None
+    assert orders_batch.batch_keys(batch, "B9", 0, 0) is None
 
 
 def test_hour_prefixes_run_from_the_start_hour_to_the_completion_hour_inclusive():
-    assert l2s.hour_prefixes("orders/", ts("2026-12-31 22:40:00"), ts("2027-01-01 00:00:00")) == [
+    assert orders_batch.hour_prefixes("orders/", ts("2026-12-31 22:40:00"), ts("2027-01-01 00:00:00")) == [
         "orders/year=2026/month=12/day=31/hour=22/",
         "orders/year=2026/month=12/day=31/hour=23/",
         "orders/year=2027/month=01/day=01/hour=00/",
     ]
-    assert l2s.hour_prefixes("/orders", l2s.parse_utc("2026-11-25T10:30:00+02:00"),
-                             l2s.parse_utc("2026-11-25T08:59:59Z")) == ["orders/year=2026/month=11/day=25/hour=08/"]
+    started = orders_batch.parse_utc("2026-11-25T10:30:00+02:00")
+    completed = orders_batch.parse_utc("2026-11-25T08:59:59Z")
+    assert orders_batch.hour_prefixes("/orders", started, completed) == ["orders/year=2026/month=11/day=25/hour=08/"]
     with pytest.raises(ValueError):
-        l2s.hour_prefixes("orders/", ts("2026-11-25 09:00:00"), ts("2026-11-25 08:00:00"))
+        orders_batch.hour_prefixes("orders/", ts("2026-11-25 09:00:00"), ts("2026-11-25 08:00:00"))
 
 
 def test_options_are_resolved_like_glue_and_extra_arguments_are_ignored():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from etl_toolkit.batches import parse_marker
+from etl_toolkit.contract import parse_marker
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "include" / "glue_scripts" / "totesys"

@@ -18,6 +18,12 @@ Writes  s3://<staging_bucket>/<versions_prefix>run_id=<batch_id>/part-<JOB_RUN_I
         reprocessing an older batch never brings back older lines. This is its own dataset,
         outside <staging_prefix>, so the staging layer stays one row per line.
 
+Which landing rows make up the batch (the hour window, the objects and row groups that can hold
+it, the latest-copy rule) is defined once, in ``orders_batch.py``, which
+``orders_audit_landing.py`` uses too, so that the audit counts exactly what this job writes. A
+Glue job run gets it with ``--extra-py-files`` (on AWS and in the local stack); a script run
+straight from the repository imports it from beside itself.
+
 Memory: pass 1 reads only order_id, processing_ts and run_id to choose the winning copy of each
 order (about 130 MB per million orders); pass 2 streams full record batches, keeps the winners
 and writes their lines, in memory that does not grow with the batch (a million orders peak
@@ -38,15 +44,24 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from orders_batch import (
+    READ_BATCH_ROWS,
+    BatchKeys,
+    _folder,
+    _open,
+    _reading,
+    _row_groups,
+    batch_prefixes,
+    conform,
+    list_objects,
+    scan_batch_keys,
+)
 
 ARGUMENTS = [
     "batch_id",
@@ -83,16 +98,10 @@ VERSIONS_SCHEMA = pa.schema(
 DEFAULT_VERSIONS_PREFIX = "order_versions/"
 ORDER_COLUMNS = ["order_id", "customer_id", "order_ts", "currency", "processing_ts"]
 PRODUCT_FIELDS = ["product_code", "product_name", "quantity", "unit_price"]
-KEY_COLUMNS = ["order_id", "processing_ts", "run_id"]
 READ_COLUMNS = [*ORDER_COLUMNS, "products"]
 
-READ_BATCH_ROWS = 65_536
 ROW_GROUP_ROWS = 131_072
 LINES_PER_OBJECT = 1_000_000
-
-
-class BatchReadError(RuntimeError):
-    """A landing object of the batch cannot be read; the message names the object and batch."""
 
 
 # --- arguments -----------------------------------------------------------------------------
@@ -116,100 +125,7 @@ def optional_option(argv: Sequence[str], name: str) -> str | None:
     return getattr(parser.parse_known_args(list(argv[1:]))[0], name)
 
 
-def parse_utc(text: str) -> datetime:
-    value = datetime.fromisoformat(text.strip())
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def hour_prefixes(landing_prefix: str, started_at: datetime, completed_at: datetime) -> list[str]:
-    """The processing-time hour partitions from the hour of started_at to the hour of
-    completed_at, inclusive."""
-    if completed_at < started_at:
-        raise ValueError(f"completed_at {completed_at:%Y-%m-%dT%H:%M:%SZ} is before started_at")
-    prefix = _folder(landing_prefix)
-    hour = started_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    last = completed_at.astimezone(UTC)
-    prefixes = []
-    while hour <= last:
-        prefixes.append(f"{prefix}year={hour:%Y}/month={hour:%m}/day={hour:%d}/hour={hour:%H}/")
-        hour += timedelta(hours=1)
-    return prefixes
-
-
-def _folder(prefix: str) -> str:
-    prefix = prefix.strip("/")
-    return f"{prefix}/" if prefix else ""
-
-
 # --- pure transforms -----------------------------------------------------------------------
-
-
-def select_latest_copies(keys: pa.Table) -> tuple[pa.Table, int]:
-    """Choose one copy per order_id: the latest ``processing_ts`` wins; ties go to the copy
-    found later (higher ``file_index``, then ``row_index``), so the choice is deterministic.
-    A null processing_ts loses to any timestamp.
-
-    ``keys`` has order_id, processing_ts, file_index, row_index. Returns the winners'
-    (file_index, row_index), in that order, and how many copies were dropped.
-    """
-    if keys.num_rows == 0:
-        return keys.select(["file_index", "row_index"]), 0
-    # Sort positions, not the table: only the ids are copied, which keeps pass 1 small.
-    order = pc.sort_indices(
-        keys,
-        sort_keys=[
-            ("order_id", "ascending"),
-            ("processing_ts", "descending"),
-            ("file_index", "descending"),
-            ("row_index", "descending"),
-        ],
-    )
-    ids = keys.column("order_id").take(order).combine_chunks()
-    first_of_order = pa.concat_arrays(
-        [pa.array([True]), pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))]
-    )
-    del ids
-    winners = keys.select(["file_index", "row_index"]).take(order.filter(first_of_order))
-    winners = winners.sort_by([("file_index", "ascending"), ("row_index", "ascending")])
-    return winners, keys.num_rows - winners.num_rows
-
-
-def dedupe_orders(orders: pa.Table) -> tuple[pa.Table, int]:
-    """In-memory form of the dedupe: the latest copy of each order, in their original order."""
-    positions = pa.array(np.arange(orders.num_rows, dtype=np.int64))
-    keys = pa.table(
-        {
-            "order_id": orders.column("order_id"),
-            "processing_ts": orders.column("processing_ts"),
-            "file_index": pa.array(np.zeros(orders.num_rows, dtype=np.int32)),
-            "row_index": positions,
-        }
-    )
-    winners, dropped = select_latest_copies(keys)
-    return orders.take(winners.column("row_index")), dropped
-
-
-def batch_keys(batch: pa.RecordBatch, batch_id: str, file_index: int, first_row: int) -> pa.Table | None:
-    """The dedupe keys of the batch's rows in one record batch (None when it has none):
-    order_id, processing_ts, and where the row sits (file_index, row_index in the object)."""
-    mine = pc.fill_null(pc.equal(batch.column("run_id"), batch_id), False)
-    positions = np.flatnonzero(mine.to_numpy(zero_copy_only=False))
-    if not len(positions):
-        return None
-    order_ids = batch.column("order_id").take(pa.array(positions))
-    if order_ids.null_count:
-        raise ValueError(f"{order_ids.null_count} rows of the batch have a null order_id")
-    return pa.table(
-        {
-            "order_id": order_ids,
-            "processing_ts": _conform(
-                batch.column("processing_ts").take(pa.array(positions)),
-                STAGING_SCHEMA.field("processing_ts").type,
-            ),
-            "file_index": pa.array(np.full(len(positions), file_index, dtype=np.int32)),
-            "row_index": pa.array(positions + first_row),
-        }
-    )
 
 
 def explode_products(orders: pa.Table | pa.RecordBatch) -> pa.Table:
@@ -232,7 +148,7 @@ def explode_products(orders: pa.Table | pa.RecordBatch) -> pa.Table:
         **{name: product_fields[name] for name in PRODUCT_FIELDS},
     }
     return pa.Table.from_arrays(
-        [_conform(columns[f.name], f.type) for f in STAGING_SCHEMA], schema=STAGING_SCHEMA
+        [conform(columns[f.name], f.type) for f in STAGING_SCHEMA], schema=STAGING_SCHEMA
     )
 
 
@@ -242,17 +158,8 @@ def order_versions(orders: pa.Table | pa.RecordBatch) -> pa.Table:
     if isinstance(orders, pa.RecordBatch):
         orders = pa.Table.from_batches([orders])
     return pa.Table.from_arrays(
-        [_conform(orders.column(f.name), f.type) for f in VERSIONS_SCHEMA], schema=VERSIONS_SCHEMA
+        [conform(orders.column(f.name), f.type) for f in VERSIONS_SCHEMA], schema=VERSIONS_SCHEMA
     )
-
-
-def _conform(values: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array | pa.ChunkedArray:
-    if values.type == target:
-        return values
-    # Sub-millisecond precision and tz-naive timestamps (read as UTC) are accepted; any other
-    # lossy cast (a price that does not fit decimal(10,2), a quantity over int32) fails.
-    options = pc.CastOptions(target, allow_time_truncate=pa.types.is_timestamp(target))
-    return pc.cast(values, options=options)
 
 
 # --- I/O -----------------------------------------------------------------------------------
@@ -270,71 +177,12 @@ def s3_filesystem() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=5), **options)
 
 
-def list_objects(fs: pafs.FileSystem, bucket: str, prefixes: Iterable[str]) -> list[str]:
-    """Paths (``bucket/key``) of the data objects under the prefixes, sorted."""
-    paths = []
-    for prefix in prefixes:
-        selector = pafs.FileSelector(f"{bucket}/{prefix}", recursive=True, allow_not_found=True)
-        found = [
-            info.path
-            for info in fs.get_file_info(selector)
-            if info.type == pafs.FileType.File and not info.base_name.startswith(("_", "."))
-        ]
-        log(f"listed s3://{bucket}/{prefix}: {len(found)} objects")
-        paths += found
-    return sorted(paths)
-
-
-@dataclass
-class BatchKeys:
-    """Pass 1's output: where the batch's rows are, and which copy of each order wins."""
-
-    objects: list[str]
-    rows_read: int = 0
-    duplicates: int = 0
-    winners: dict[int, np.ndarray] = field(default_factory=dict)  # file index -> sorted row indices
-
-    @property
-    def orders(self) -> int:
-        return sum(len(rows) for rows in self.winners.values())
-
-
-def scan_batch_keys(fs: pafs.FileSystem, objects: list[str], batch_id: str) -> BatchKeys:
-    """Pass 1: read order_id, processing_ts and run_id of every object and pick the winners."""
-    chunks: list[pa.Table] = []
-    for file_index, path in enumerate(objects):
-        with _reading(path, batch_id):
-            parquet = _open(fs, path)
-            for row_group, first_row in _row_groups_of_batch(parquet, batch_id):
-                offset = first_row
-                for batch in parquet.iter_batches(
-                    batch_size=READ_BATCH_ROWS, row_groups=[row_group], columns=KEY_COLUMNS
-                ):
-                    if (keys := batch_keys(batch, batch_id, file_index, offset)) is not None:
-                        chunks.append(keys)
-                    offset += batch.num_rows
-    result = BatchKeys(objects=objects)
-    if not chunks:
-        return result
-    keys = pa.concat_tables(chunks)
-    del chunks
-    result.rows_read = keys.num_rows
-    winners, result.duplicates = select_latest_copies(keys)
-    del keys
-    pa.default_memory_pool().release_unused()
-    files = winners.column("file_index").to_numpy()
-    rows = winners.column("row_index").to_numpy()
-    for file_index in np.unique(files):
-        result.winners[int(file_index)] = rows[files == file_index]
-    return result
-
-
 def stream_winning_orders(fs: pafs.FileSystem, keys: BatchKeys, batch_id: str) -> Iterator[pa.RecordBatch]:
     """Pass 2: stream full record batches of the objects holding winners; yield the winners."""
     for file_index, wanted in sorted(keys.winners.items()):
         path = keys.objects[file_index]
         with _reading(path, batch_id):
-            parquet = _open(fs, path)
+            parquet = _open(fs, path, READ_COLUMNS)
             for row_group, first_row in _row_groups(parquet):
                 size = parquet.metadata.row_group(row_group).num_rows
                 lo, hi = np.searchsorted(wanted, [first_row, first_row + size])
@@ -431,46 +279,6 @@ def remove_other_objects(location: str, keep: Iterable[str]) -> int:
     return len(stale)
 
 
-def _open(fs: pafs.FileSystem, path: str) -> pq.ParquetFile:
-    parquet = pq.ParquetFile(fs.open_input_file(path), coerce_int96_timestamp_unit="ms")
-    missing = [c for c in [*READ_COLUMNS, "run_id"] if c not in parquet.schema_arrow.names]
-    if missing:
-        raise ValueError(f"missing columns {missing}")
-    return parquet
-
-
-def _row_groups(parquet: pq.ParquetFile) -> Iterator[tuple[int, int]]:
-    first_row = 0
-    for index in range(parquet.metadata.num_row_groups):
-        yield index, first_row
-        first_row += parquet.metadata.row_group(index).num_rows
-
-
-def _row_groups_of_batch(parquet: pq.ParquetFile, batch_id: str) -> Iterator[tuple[int, int]]:
-    """Row groups that may hold the batch, by their run_id min/max statistics when present."""
-    for index, first_row in _row_groups(parquet):
-        group = parquet.metadata.row_group(index)
-        stats = next(
-            (group.column(c).statistics for c in range(group.num_columns)
-             if group.column(c).path_in_schema == "run_id"),
-            None,
-        )
-        if stats is not None and stats.has_min_max and isinstance(stats.min, str):
-            if not stats.min <= batch_id <= stats.max:
-                continue
-        yield index, first_row
-
-
-@contextmanager
-def _reading(path: str, batch_id: str) -> Iterator[None]:
-    """Re-raise any failure to read an object as a BatchReadError naming the object and batch."""
-    try:
-        yield
-    except (OSError, ValueError, pa.ArrowException) as error:
-        message = f"landing object s3://{path} of batch {batch_id} cannot be read: {error}"
-        raise BatchReadError(" ".join(message.split())) from error
-
-
 def log(message: str) -> None:
     print(f"[orders_landing_to_staging] {message}", flush=True)
 
@@ -485,15 +293,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if not BATCH_ID.fullmatch(batch_id):
         raise ValueError(f"batch id {batch_id!r} does not match {BATCH_ID.pattern}")
     job_run_id = re.sub(r"[^A-Za-z0-9_.-]", "_", optional_option(argv, "JOB_RUN_ID") or "local")
-    # Records the delivery stream processes after the marker's completed_at would sit in later
-    # hours; --late_minutes (default 0, as CONTRACTS.md promises) widens the window for them.
-    late = timedelta(minutes=float(optional_option(argv, "late_minutes") or 0))
-    if args["started_at"] and args["completed_at"]:
-        prefixes = hour_prefixes(
-            args["landing_prefix"], parse_utc(args["started_at"]), parse_utc(args["completed_at"]) + late
-        )
-    else:  # the marker gave no time window (it is optional): any hour partition may hold the batch
-        prefixes = [_folder(args["landing_prefix"])]
+    # --late_minutes defaults to 0, as CONTRACTS.md promises.
+    late_minutes = float(optional_option(argv, "late_minutes") or 0)
+    prefixes = batch_prefixes(args["landing_prefix"], args["started_at"], args["completed_at"], late_minutes)
     location = f"{args['staging_bucket']}/{_folder(args['staging_prefix'])}run_id={batch_id}/"
     versions_prefix = _folder(optional_option(argv, "versions_prefix") or DEFAULT_VERSIONS_PREFIX)
     versions_location = f"{args['staging_bucket']}/{versions_prefix}run_id={batch_id}/"
@@ -502,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     fs = s3_filesystem()
 
     log(f"batch {batch_id}: {len(prefixes)} hour partitions from s3://{args['landing_bucket']}/{prefixes[0]}")
-    keys = scan_batch_keys(fs, list_objects(fs, args["landing_bucket"], prefixes), batch_id)
+    objects = list_objects(fs, args["landing_bucket"], prefixes, log)
+    keys = scan_batch_keys(fs, objects, batch_id, required_columns=READ_COLUMNS)
     log(f"pass 1: {keys.rows_read} rows of the batch, {keys.orders} orders, {keys.duplicates} duplicates dropped")
     writer = StagingWriter(fs, location, job_run_id)
     versions = StagingWriter(fs, versions_location, job_run_id, VERSIONS_SCHEMA)

@@ -1,5 +1,7 @@
 -- The audit trail every pipeline writes: one row per batch, one row per (batch, layer).
--- Idempotent: every DAG runs it before it claims a batch.
+-- Idempotent: every claim runs it first, under a lock, because two CREATE ... IF NOT EXISTS at
+-- once can both try to create (a unique violation in PostgreSQL's catalog).
+SELECT pg_advisory_xact_lock(hashtext('audit.create_tables'));
 CREATE SCHEMA IF NOT EXISTS audit;
 
 CREATE TABLE IF NOT EXISTS audit.batches (
@@ -14,6 +16,12 @@ CREATE TABLE IF NOT EXISTS audit.batches (
     error            text,
     PRIMARY KEY (pipeline, batch_id)
 );
+-- Claims since the batch last started afresh: a batch whose runs keep dying is given up on.
+ALTER TABLE audit.batches ADD COLUMN IF NOT EXISTS attempts int NOT NULL DEFAULT 1;
+-- The marker version (ETag@LastModified) the batch was claimed with.
+ALTER TABLE audit.batches ADD COLUMN IF NOT EXISTS marker_version text;
+-- The marker was written again while the batch ran: the next claim loads it again.
+ALTER TABLE audit.batches ADD COLUMN IF NOT EXISTS rerun_requested boolean NOT NULL DEFAULT false;
 
 CREATE TABLE IF NOT EXISTS audit.layer_counts (
     pipeline    text        NOT NULL,

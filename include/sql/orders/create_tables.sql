@@ -3,7 +3,7 @@
 CREATE SCHEMA IF NOT EXISTS orders;
 
 -- One row per product line of the latest copy of each order, as S3 staging holds them.
--- No key: a load replaces its whole batch (run_id), and the final table enforces the key.
+-- A load replaces its whole batch (run_id); the unique index below holds the line key.
 CREATE TABLE IF NOT EXISTS orders.stg_order_lines (
     order_id       text          NOT NULL,
     line_number    int           NOT NULL,
@@ -19,6 +19,9 @@ CREATE TABLE IF NOT EXISTS orders.stg_order_lines (
 );
 
 CREATE INDEX IF NOT EXISTS stg_order_lines_run_id_idx ON orders.stg_order_lines (run_id);
+-- A batch's line key is unique: checked here, where the data is, so a load job that staged a line
+-- twice fails its COPY (the schema checks read parquet footers only, which cannot see a key).
+CREATE UNIQUE INDEX IF NOT EXISTS stg_order_lines_key ON orders.stg_order_lines (run_id, order_id, line_number);
 
 -- One row per order a batch delivers (its latest copy), with that copy's processing_ts, loaded
 -- with the batch's lines in one transaction. It is how the load knows an order delivered with

@@ -1,4 +1,4 @@
-"""etl_toolkit.quality: schema suites run through Great Expectations for real (no mocks)."""
+"""etl_toolkit.schema_checks: schema suites run through Great Expectations for real (no mocks)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from etl_toolkit import quality
-from etl_toolkit.quality import Column, SchemaCheckFailed, SchemaSuite
+from etl_toolkit import schema_checks as quality
+from etl_toolkit.schema_checks import Column, SchemaCheckFailed, SchemaSuite
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
@@ -328,7 +328,7 @@ def run_python(code: str) -> str:
 
 def test_importing_quality_does_not_import_great_expectations_pandas_or_pyarrow():
     loaded = run_python(
-        f"import sys; sys.path.insert(0, {str(PLUGINS)!r}); import etl_toolkit.quality; "
+        f"import sys; sys.path.insert(0, {str(PLUGINS)!r}); import etl_toolkit.schema_checks; "
         "print(sorted(m for m in ('great_expectations', 'pandas', 'pyarrow') if m in sys.modules))"
     )
 
@@ -347,7 +347,7 @@ def refuse(*args, **kwargs):
     raise OSError("network disabled by the test")
 socket.socket.connect = socket.socket.connect_ex = socket.getaddrinfo = refuse
 import pyarrow as pa
-from etl_toolkit import quality
+from etl_toolkit import schema_checks as quality
 suite = quality.SchemaSuite("s", (quality.Column("id", "int64", nullable=False),), key=("id",))
 result = quality.validate_table(pa.table({{"id": [1, 2, 2]}}), suite, batch_id="b1")
 assert result["success"] is False, result
@@ -356,3 +356,62 @@ print(attempts)
     )
 
     assert attempts.strip() == "[]"
+
+
+# -- checks from parquet footers (what the Airflow tasks run) -------------------------------------
+
+
+def footer_of(tmp_path, name: str, table, **write_options):
+    from pyarrow import fs
+
+    from etl_toolkit.s3 import read_footer
+
+    pq.write_table(table, tmp_path / name, **write_options)
+    return read_footer(fs.LocalFileSystem(), str(tmp_path), name, "b1")
+
+
+FOOTER_SUITE = SchemaSuite(
+    "footers", (Column("id", "int64", nullable=False), Column("name", "string")), key=("id",)
+)
+
+
+def test_files_that_conform_pass_from_their_footers_alone(tmp_path):
+    footers = [
+        footer_of(tmp_path, "a.parquet", pa.table({"id": [1, 2], "name": ["x", None]})),
+        footer_of(tmp_path, "b.parquet", pa.table({"id": [3], "name": ["y"]})),
+    ]
+    result = quality.check_footers(footers, FOOTER_SUITE, batch_id="b1")
+    assert (result["success"], result["rows"], result["files"], result["schemas"]) == (True, 3, 2, 1)
+
+
+def test_an_empty_file_has_no_nulls(tmp_path):
+    empty = pa.table({"id": pa.array([], pa.int64()), "name": pa.array([], pa.string())})
+    result = quality.validate_footers([footer_of(tmp_path, "e.parquet", empty)], FOOTER_SUITE, batch_id="b1")
+    assert result["success"], result
+
+
+def test_nulls_in_a_non_nullable_column_are_found_in_the_footer_statistics(tmp_path):
+    footers = [footer_of(tmp_path, "n.parquet", pa.table({"id": [1, None, None], "name": ["x", "y", "z"]}))]
+    result = quality.validate_footers(footers, FOOTER_SUITE, batch_id="b1")
+    assert not result["success"]
+    assert result["failed"] == [{"expectation": "expect_column_values_to_not_be_null", "column": "id",
+                                 "observed": {"unexpected_count": 2}}]  # fmt: skip
+
+
+def test_a_file_written_without_statistics_cannot_pass_a_not_null_check(tmp_path):
+    footers = [footer_of(tmp_path, "s.parquet", pa.table({"id": [1], "name": ["x"]}), write_statistics=False)]
+    result = quality.validate_footers(footers, FOOTER_SUITE, batch_id="b1")
+    assert [failure["column"] for failure in result["failed"]] == ["id"]
+    assert "no null counts" in result["failed"][0]["observed"]["error"]
+
+
+def test_a_drifted_file_among_conforming_ones_fails_naming_the_column_and_the_file(tmp_path):
+    footers = [
+        footer_of(tmp_path, "good.parquet", pa.table({"id": [1], "name": ["x"]})),
+        footer_of(tmp_path, "drifted.parquet", pa.table({"id": ["1"], "name": ["x"]})),
+    ]
+    with pytest.raises(SchemaCheckFailed) as failure:
+        quality.check_footers(footers, FOOTER_SUITE, batch_id="b1")
+    assert failure.value.result["files"] == 2 and failure.value.result["schemas"] == 2
+    assert "expect_column_arrow_type_to_be [id]: expected int64, observed string" in str(failure.value)
+    assert "in: drifted.parquet" in str(failure.value)

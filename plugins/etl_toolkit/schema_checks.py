@@ -1,5 +1,12 @@
 """Great Expectations schema checks for every pipeline layer.
 
+Layer 3: validation only (no S3, no Airflow tasks). Airflow tasks check a layer from its
+parquet *footers* (``validate_footers``): GX validates the column set and every column's Arrow
+type on a zero-row frame built from each distinct footer schema, and the not-null expectations
+are answered from the footers' null-count statistics. No data page is read, so a check costs the
+same for a thousand rows as for a billion. Values that only the data can show (a unique key) are
+checked where the data is processed: in the Glue job, or by the warehouse's own constraints.
+
 A pipeline declares, as code beside its DAG, what each layer's data must look like: a
 ``SchemaSuite`` of columns (name, Arrow type, nullability), an optional unique key and whether
 extra columns are tolerated. ``check_table`` runs that suite through Great Expectations (GX)
@@ -397,6 +404,8 @@ def _describe(result: dict) -> str:
         f"{len(failed)} of {result.get('evaluated')} expectations failed on {result.get('rows')} rows"
     ]
     lines += [_describe_failure(failure) for failure in failed]
+    if result.get("objects"):
+        lines.append(f"  in: {', '.join(result['objects'])}")
     return "\n".join(lines)
 
 
@@ -411,14 +420,14 @@ def _describe_failure(failure: dict) -> str:
     return f"  {failure['expectation']}{where}: {detail}"
 
 
-# -- suites beside their pipeline, and the tasks that check a layer -------------------------------
+# -- suites beside their pipeline, checked against parquet footers -----------------------------------
 
 
-def load_suite(pipeline: str, layer: str) -> SchemaSuite:
-    """The suite kept in ``include/quality/<pipeline>/<layer>.json``."""
+def load_suite(pipeline: str, name: str) -> SchemaSuite:
+    """The suite kept in ``include/quality/<pipeline>/<name>.json``."""
     from etl_toolkit.paths import include_dir
 
-    path = include_dir() / "quality" / pipeline / f"{layer}.json"
+    path = include_dir() / "quality" / pipeline / f"{name}.json"
     spec = json.loads(path.read_text())
     return SchemaSuite(
         name=spec["name"],
@@ -428,115 +437,61 @@ def load_suite(pipeline: str, layer: str) -> SchemaSuite:
     )
 
 
-def _check_groups(groups: list[pa.Table], suite: SchemaSuite, batch_id: str) -> dict:
-    """Check each group of same-schema files; the first failing group fails the task."""
-    from airflow.sdk.exceptions import AirflowFailException
+def validate_footers(footers: list, suite: SchemaSuite, *, batch_id: str) -> dict:
+    """Check a layer's files against ``suite`` from their footers (``s3.Footer``): schema through
+    Great Expectations on a zero-row frame per distinct schema, nulls from the statistics.
 
-    if not groups:  # an empty batch: nothing to hold against the suite
-        return {"suite": suite.name, "batch_id": batch_id, "success": True, "rows": 0, "evaluated": 0, "failed": []}
-    results = [validate_table(table, suite, batch_id=batch_id) for table in groups]
-    for result in results:
-        if not result["success"]:
-            # Data that breaks its schema fails the same way on every retry: fail now.
-            raise AirflowFailException(str(SchemaCheckFailed(result))) from None
-    return {**results[0], "rows": sum(r["rows"] for r in results), "schemas": len(results)}
-
-
-def _read_grouped_by_schema(
-    bucket: str, keys: list[str], batch_id: str, batch_column: str | None, filesystem=None
-) -> list:
-    """The batch's rows from each object, concatenated per distinct file schema.
-
-    Files of one schema become one table; a file that drifted (a missing column, another type)
-    lands in a group of its own, so the check reports the drift instead of failing to read.
+    Returns the ``validate_table`` result of the first schema that fails (or of the first one),
+    with ``objects`` the keys of the files of that schema, ``rows`` the rows of all files together,
+    ``files`` and ``schemas`` counted, and every not-null failure found in the statistics added to
+    ``failed``.
     """
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from etl_toolkit.audit import _open_parquet, s3_filesystem
-
-    filesystem = filesystem or s3_filesystem()
-    groups: dict[pa.Schema, list[pa.Table]] = {}
-    for key in keys:
-        table = _open_parquet(filesystem, bucket, key, batch_id).read()
-        if batch_column and batch_column in table.column_names:
-            table = table.filter(pc.equal(table[batch_column], batch_id))
-        groups.setdefault(table.schema, []).append(table)
-    return [pa.concat_tables(tables) for tables in groups.values()]
-
-
-def check_landing_stream(pipeline: str, *, bucket: str, prefix: str, batch_column: str = "run_id", **task_kwargs):
-    """Task ``check_landing_schema``: the batch's rows in its hour partitions against the landing suite."""
-    from airflow.sdk import task
-
-    suite = load_suite(pipeline, "landing")
-
-    @task(task_id="check_landing_schema", **task_kwargs)
-    def check_landing_schema(**context) -> dict:
-        from etl_toolkit.audit import data_objects, hour_partitions, s3_filesystem, s3_hook
-        from etl_toolkit.reconcile import CLAIM_TASK_ID
-
-        claim = context["ti"].xcom_pull(task_ids=CLAIM_TASK_ID)
-        hook = s3_hook()
-        keys = [
-            key
-            for partition in hour_partitions(prefix, claim.get("started_at"), claim.get("completed_at"))
-            for key in data_objects(bucket, partition, hook=hook)
-        ]
-        groups = _read_grouped_by_schema(
-            bucket, keys, claim["batch_id"], batch_column, filesystem=s3_filesystem(hook=hook)
-        )
-        # Files in these partitions also hold other batches' rows; only this batch's rows count.
-        return _check_groups([g for g in groups if g.num_rows], suite, claim["batch_id"])
-
-    return check_landing_schema()
+    if not footers:  # an empty batch: nothing to hold against the suite
+        return {"suite": suite.name, "batch_id": batch_id, "success": True, "rows": 0, "evaluated": 0,
+                "failed": [], "files": 0, "schemas": 0}  # fmt: skip
+    by_schema: dict = {}
+    for footer in footers:
+        by_schema.setdefault(footer.schema, []).append(footer)
+    results = []
+    for schema, group in by_schema.items():
+        result = validate_table(pa.Table.from_pylist([], schema=schema), _schema_only(suite), batch_id=batch_id)
+        result["failed"] += _null_failures(group, suite)
+        result["evaluated"] += sum(1 for c in suite.columns if not c.nullable and c.name in schema.names)
+        result["success"] = not result["failed"]
+        result["objects"] = [footer.key for footer in group][:_MAX_NAMES]
+        results.append(result)
+    chosen = next((r for r in results if not r["success"]), results[0])
+    return {**chosen, "rows": sum(f.rows for f in footers), "files": len(footers), "schemas": len(results)}
 
 
-def check_parquet(pipeline: str, layer: str, *, bucket: str, prefix: str, **task_kwargs):
-    """Task ``check_<layer>_schema``: a parquet layer's batch (``prefix`` may hold ``{batch_id}``)."""
-    from airflow.sdk import task
-
-    suite = load_suite(pipeline, layer)
-
-    @task(task_id=f"check_{layer}_schema", **task_kwargs)
-    def check_schema(**context) -> dict:
-        from etl_toolkit.audit import data_objects, s3_filesystem, s3_hook
-        from etl_toolkit.reconcile import CLAIM_TASK_ID
-
-        batch_id = context["ti"].xcom_pull(task_ids=CLAIM_TASK_ID)["batch_id"]
-        hook = s3_hook()
-        keys = data_objects(bucket, prefix.format(batch_id=batch_id), hook=hook)
-        groups = _read_grouped_by_schema(bucket, keys, batch_id, None, filesystem=s3_filesystem(hook=hook))
-        return _check_groups([g for g in groups if g.num_rows], suite, batch_id)
-
-    return check_schema()
+def check_footers(footers: list, suite: SchemaSuite, *, batch_id: str) -> dict:
+    """``validate_footers``, raising ``SchemaCheckFailed`` when the files do not conform."""
+    result = validate_footers(footers, suite, batch_id=batch_id)
+    if not result["success"]:
+        raise SchemaCheckFailed(result)
+    return result
 
 
-def check_parquet_datasets(pipeline: str, layer: str, *, bucket: str, datasets: dict[str, str], **task_kwargs):
-    """Task ``check_<layer>_schema``: each dataset of a layer against its own suite.
+def _schema_only(suite: SchemaSuite) -> SchemaSuite:
+    """The suite's column set and types; nulls come from the statistics, keys from the data's home."""
+    columns = tuple(Column(c.name, c.type, True) for c in suite.columns)
+    return SchemaSuite(suite.name, columns, (), suite.allow_extra_columns)
 
-    ``datasets`` maps an entity to its prefix (may hold ``{batch_id}``); the suite of an entity is
-    ``include/quality/<pipeline>/<layer>_<entity>.json``. The first dataset that breaks its suite
-    fails the task; the result has one entry per entity.
-    """
-    from airflow.sdk import task
 
-    suites = {entity: load_suite(pipeline, f"{layer}_{entity}") for entity in datasets}
-
-    @task(task_id=f"check_{layer}_schema", **task_kwargs)
-    def check_schema(**context) -> dict:
-        from etl_toolkit.audit import data_objects, s3_filesystem, s3_hook
-        from etl_toolkit.reconcile import CLAIM_TASK_ID
-
-        batch_id = context["ti"].xcom_pull(task_ids=CLAIM_TASK_ID)["batch_id"]
-        hook = s3_hook()
-        filesystem = s3_filesystem(hook=hook)
-        results = {}
-        for entity, prefix in datasets.items():
-            keys = data_objects(bucket, prefix.format(batch_id=batch_id), hook=hook)
-            groups = _read_grouped_by_schema(bucket, keys, batch_id, None, filesystem=filesystem)
-            result = _check_groups([g for g in groups if g.num_rows], suites[entity], batch_id)
-            results[entity] = {"rows": result["rows"], "evaluated": result["evaluated"]}
-        return {"batch_id": batch_id, "success": True, "datasets": results}
-
-    return check_schema()
+def _null_failures(footers: list, suite: SchemaSuite) -> list[dict]:
+    failures = []
+    for column in suite.columns:
+        if column.nullable:
+            continue
+        counts = [f.null_counts.get(column.name) for f in footers if column.name in f.schema.names]
+        if not counts:
+            continue  # a missing column is reported by the column-set expectation
+        if any(count is None for count in counts):
+            failures.append({"expectation": "expect_column_values_to_not_be_null", "column": column.name,
+                             "observed": {"error": "the parquet footers carry no null counts for it"}})  # fmt: skip
+        elif sum(counts):
+            failures.append({"expectation": "expect_column_values_to_not_be_null", "column": column.name,
+                             "observed": {"unexpected_count": sum(counts)}})  # fmt: skip
+    return failures

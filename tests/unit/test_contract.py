@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from etl_toolkit.batches import InvalidMarker, batch_id_from_key, marker_key, parse_marker
+from etl_toolkit.contract import InvalidMarker, batch_id_from_key, marker_key, parse_marker
 
 GOOD = {
     "batch_id": "b-2026.11.25_01",

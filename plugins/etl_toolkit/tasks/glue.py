@@ -7,7 +7,9 @@
   with the DAG (``update_config``), so what runs is always what was reviewed;
 - Glue 5.0 and the role, artifacts bucket and poll interval from ``etl_toolkit.config``;
 - a failed run fails the task with the script's own error (``GetJobRun.ErrorMessage``), not just
-  "Run State: FAILED", so the failure notification says what went wrong.
+  "Run State: FAILED", so the failure notification says what went wrong;
+- ``py_modules``: modules beside the script that it imports (one definition shared by several
+  jobs), uploaded with it on every run and passed as ``--extra-py-files``, as Glue expects.
 
 ``CatalogCrawler`` creates or updates a crawler from its config and runs it: the provider's
 ``GlueCrawlerOperator`` did exactly that but is deprecated in favour of separate create, update
@@ -16,25 +18,23 @@ and run operators; one task reads better in a pipeline than three.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.providers.amazon.aws.operators.glue_crawler import GlueCrawlerRunOperator
 from airflow.sdk.exceptions import AirflowException
 
-from etl_toolkit.config import (
+from etl_toolkit.paths import glue_script_path
+from etl_toolkit.settings import (
     AWS_CONN_ID,
     GLUE_ARTIFACTS_BUCKET,
     GLUE_CATALOG_DATABASE,
+    GLUE_POLL_SECONDS,
     GLUE_ROLE_ARN,
     GLUE_VERSION,
 )
-from etl_toolkit.paths import glue_script_path
 
-# How often to poll Glue: AWS runs take minutes, so seconds don't matter there; the local stack
-# sets it lower so that tests and the demo don't wait on the poll.
-POLL_SECONDS = float(os.environ.get("ETL_GLUE_POLL_SECONDS", "6"))
+POLL_SECONDS = GLUE_POLL_SECONDS
 
 
 class GlueJob(GlueJobOperator):
@@ -43,6 +43,7 @@ class GlueJob(GlueJobOperator):
         *,
         pipeline: str,
         script: str,  # a file under include/glue_scripts/<pipeline>/, or an absolute path
+        py_modules: tuple[str, ...] = (),  # files beside it that it imports
         script_args: dict[str, str] | None = None,
         default_arguments: dict[str, str] | None = None,
         worker_type: str = "G.1X",
@@ -50,7 +51,8 @@ class GlueJob(GlueJobOperator):
         timeout_minutes: int = 60,
         **kwargs: Any,
     ):
-        kwargs.setdefault("job_name", script.removesuffix(".py"))
+        kwargs.setdefault("job_name", script.rsplit("/", 1)[-1].removesuffix(".py"))
+        modules = [str(glue_script_path(pipeline, name)) for name in py_modules]
         kwargs.setdefault("aws_conn_id", AWS_CONN_ID)
         super().__init__(
             script_location=str(glue_script_path(pipeline, script)),
@@ -75,8 +77,11 @@ class GlueJob(GlueJobOperator):
             job_poll_interval=POLL_SECONDS,
             **kwargs,
         )
+        self.py_modules = modules
 
     def execute(self, context):
+        if self.py_modules:
+            self._ship_py_modules()
         try:
             return super().execute(context)
         except AirflowException as error:
@@ -84,6 +89,20 @@ class GlueJob(GlueJobOperator):
             if not detail:
                 raise
             raise AirflowException(f"Glue job {self.job_name} run {self._job_run_id}: {detail}") from error
+
+    def _ship_py_modules(self) -> None:
+        """Upload the modules the script imports beside it and name them in ``--extra-py-files``."""
+        from pathlib import Path
+
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        s3 = S3Hook(aws_conn_id=self.aws_conn_id)
+        locations = []
+        for path in self.py_modules:
+            key = f"{self.s3_artifacts_prefix}{Path(path).name}"
+            s3.load_file(path, key, bucket_name=self.s3_bucket, replace=True)
+            locations.append(f"s3://{self.s3_bucket}/{key}")
+        self.create_job_kwargs["DefaultArguments"]["--extra-py-files"] = ",".join(locations)
 
     def _run_error(self) -> str | None:
         if not self._job_run_id:

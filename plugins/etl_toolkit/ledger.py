@@ -1,0 +1,215 @@
+"""The audit ledger: who holds which batch, how often it was tried, what each layer counted.
+
+Layer 3. The warehouse schema ``audit`` is the pipelines' memory across runs and crashes:
+
+- ``audit.batches``: one row per (pipeline, batch): status RUNNING, SUCCESS or FAILED, the run
+  that holds it, the marker version it was claimed with, and how many claims it has had since it
+  last started afresh (``attempts``);
+- ``audit.layer_counts``: one row per (pipeline, batch, layer): the counted rows and the run.
+
+A claim is exact: claims of one batch queue on an advisory lock, and a batch held by a live run
+is never taken; a holder whose liveness cannot be told is treated as alive (``HolderUnknown``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from etl_toolkit import sql
+from etl_toolkit.contract import ClaimRefused
+
+RUNNING, SUCCESS, FAILED = "RUNNING", "SUCCESS", "FAILED"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    status: str
+    holder: str
+    attempts: int
+    marker_version: str | None
+    rerun_requested: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a claim does with a batch: ``claim`` it (as attempt N), ``no-op`` or ``give-up``."""
+
+    action: str
+    attempts: int
+    reason: str
+
+
+def decide(
+    row: BatchRow | None,
+    *,
+    run_id: str,
+    marker_version: str | None,
+    requested: bool,
+    reprocess: bool,
+    holder_alive: Callable[[str], bool],
+    max_attempts: int,
+) -> Decision:
+    """Pure: the claim's decision from the batch's audit row.
+
+    ``holder_alive`` may raise: that is never read as "dead" (the caller retries).
+    """
+    if row is None:
+        return Decision("claim", 1, "first claim")
+    if row.status == RUNNING and row.holder != run_id:
+        if holder_alive(row.holder):
+            raise ClaimRefused(f"run {row.holder} holds the batch and is still running; this run leaves it alone")
+        attempts, reason = row.attempts + 1, f"run {row.holder} died holding it"
+    elif row.status == RUNNING:
+        attempts, reason = row.attempts, "claimed again by the run that holds it"
+    elif row.status == SUCCESS:
+        if not (reprocess or row.rerun_requested):
+            return Decision("no-op", row.attempts, "already loaded")
+        attempts = 1
+        reason = "reprocess requested" if reprocess else "its marker was written again while it loaded"
+    elif requested or marker_version != row.marker_version:
+        attempts, reason = 1, "run again after a failure"
+    else:
+        # FAILED, yet its marker is pending again with the same version: the failure handling
+        # did not finish (a worker died, or setting the marker aside failed).
+        attempts, reason = row.attempts + 1, "failed earlier and its marker was not set aside"
+    if requested:
+        attempts = 1  # a person asked for this batch: a fresh start
+    if attempts > max_attempts:
+        return Decision("give-up", attempts - 1, f"gave up after {attempts - 1} attempts ({reason})")
+    return Decision("claim", attempts, reason)
+
+
+def ensure_tables(cursor) -> None:
+    sql.execute(cursor, "audit", "create_tables.sql")
+
+
+def claim(
+    pipeline: str,
+    batch_id: str,
+    *,
+    run_id: str,
+    marker_key: str,
+    marker_version: str | None,
+    expected_counts: dict[str, int],
+    requested: bool,
+    reprocess: bool,
+    holder_alive: Callable[[str], bool],
+    max_attempts: int,
+) -> Decision:
+    """Decide and record the claim of one batch, in one transaction under the batch's lock."""
+    keys = {"pipeline": pipeline, "batch_id": batch_id}
+    with sql.transaction() as cursor:
+        ensure_tables(cursor)
+        sql.execute(cursor, "audit", "lock_batch.sql", keys)
+        rows = sql.execute(cursor, "audit", "get_batch.sql", keys)
+        row = BatchRow(*rows[0]) if rows else None
+        decision = decide(
+            row,
+            run_id=run_id,
+            marker_version=marker_version,
+            requested=requested,
+            reprocess=reprocess,
+            holder_alive=holder_alive,
+            max_attempts=max_attempts,
+        )
+        now = datetime.now(UTC).isoformat()
+        if decision.action == "claim":
+            sql.execute(
+                cursor,
+                "audit",
+                "claim_batch.sql",
+                {
+                    **keys,
+                    "marker_key": marker_key,
+                    "marker_version": marker_version,
+                    "expected_counts": expected_counts,
+                    "dag_run_id": run_id,
+                    "now": now,
+                    "attempts": decision.attempts,
+                },
+            )
+        elif decision.action == "give-up":
+            sql.execute(cursor, "audit", "give_up_batch.sql", {**keys, "now": now, "error": decision.reason})
+    return decision
+
+
+def record_failure(pipeline: str, batch_id: str, run_id: str, marker_key: str, error: str) -> None:
+    """A batch that failed before it could be claimed (its marker breaks the contract)."""
+    with sql.transaction() as cursor:
+        ensure_tables(cursor)
+        now = datetime.now(UTC).isoformat()
+        keys = {"pipeline": pipeline, "batch_id": batch_id}
+        sql.execute(cursor, "audit", "lock_batch.sql", keys)
+        sql.execute(
+            cursor,
+            "audit",
+            "claim_batch.sql",
+            {**keys, "marker_key": marker_key, "marker_version": None, "expected_counts": {},
+             "dag_run_id": run_id, "now": now, "attempts": 1},
+        )  # fmt: skip
+        sql.execute(cursor, "audit", "finish_batch.sql", {**keys, "dag_run_id": run_id, "status": FAILED,
+                                                          "error": error, "now": now})  # fmt: skip
+
+
+def close(pipeline: str, batch_id: str, run_id: str, status: str, error: str | None = None) -> None:
+    """Close the batch with its outcome; raise if this run no longer holds it."""
+    with sql.transaction() as cursor:
+        sql.execute(
+            cursor,
+            "audit",
+            "finish_batch.sql",
+            {"pipeline": pipeline, "batch_id": batch_id, "dag_run_id": run_id, "status": status,
+             "error": error, "now": datetime.now(UTC).isoformat()},
+        )  # fmt: skip
+        if cursor.rowcount != 1:
+            raise ClaimRefused(
+                f"batch {batch_id} of {pipeline} is no longer held by run {run_id} (another run took it over); "
+                f"not recording {status}"
+            )
+
+
+def request_rerun(pipeline: str, batch_id: str) -> None:
+    sql.run("audit", "request_rerun.sql", {"pipeline": pipeline, "batch_id": batch_id})
+
+
+def batch_of_run(pipeline: str, run_id: str) -> dict[str, Any] | None:
+    rows = sql.run("audit", "batch_of_run.sql", {"pipeline": pipeline, "dag_run_id": run_id})
+    if not rows:
+        return None
+    batch_id, marker_key, marker_version, status = rows[0]
+    return {"batch_id": batch_id, "marker_key": marker_key, "marker_version": marker_version, "status": status}
+
+
+def record_layer(pipeline: str, batch_id: str, run_id: str, result: dict[str, Any]) -> None:
+    """One audit row for the layer: its ``rows`` (by default the sum of its entities' counts)."""
+    sql.run(
+        "audit",
+        "record_layer_count.sql",
+        {
+            "pipeline": pipeline,
+            "batch_id": batch_id,
+            "layer": result["layer"],
+            "row_count": result.get("rows", sum(result["counts"].values())),
+            "details": {"counts": result["counts"], **result.get("details", {})},
+            "dag_run_id": run_id,
+            "now": result["counted_at"],
+        },
+    )
+
+
+def counts_of_run(pipeline: str, batch_id: str, run_id: str) -> list[dict[str, Any]]:
+    """What this run has counted for the batch so far: [{layer, counts, counted_at}], oldest first."""
+    with sql.transaction() as cursor:
+        ensure_tables(cursor)
+        rows = sql.execute(
+            cursor, "audit", "counts_of_run.sql", {"pipeline": pipeline, "batch_id": batch_id, "dag_run_id": run_id}
+        )
+    return [
+        {"layer": layer, "counts": (details or {}).get("counts", {}), "counted_at": counted_at.isoformat()}
+        for layer, details, counted_at in rows or []
+    ]

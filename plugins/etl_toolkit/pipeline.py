@@ -1,0 +1,128 @@
+"""Pipeline assembly (layer 5): the DAG defaults and the frame every marker-driven DAG shares.
+
+A DAG file declares its pipeline once (``Pipeline``: name, landing bucket, layers and their
+entities) and lists only its own steps; ``marker_dag`` wraps them in the frame::
+
+    wait_for_marker → claim_batch → is_new_batch → <the pipeline's steps> → reconcile
+        → archive_marker → notify_success
+
+with ``claim_batch → archive_marker`` too (an already-loaded batch skips the steps but is still
+archived and reported), every layer's count handed to ``reconcile``, and the failure notifier on
+every task. A declared layer that no step counts fails the DAG's import.
+
+    ORDERS = Pipeline("orders", landing_bucket="...", layers=(Layer("landing", ("orders",)), ...))
+
+    @marker_dag(ORDERS, dag_id="orders_pipeline", tags=[...], doc_md=__doc__)
+    def orders_pipeline(batch):  # batch: templates of the claimed batch (batch.batch_id ...)
+        chain(crawl_landing, ..., count_final)
+
+    orders_pipeline()
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from etl_toolkit.contract import BATCH_ID_PATTERN, Layer, Pipeline
+from etl_toolkit.settings import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY
+from etl_toolkit.tasks.audit import reconcile_batch
+from etl_toolkit.tasks.batches import archive_marker, claim_batch, skip_if_already_loaded, wait_for_marker
+from etl_toolkit.tasks.frame import BatchFrame
+from etl_toolkit.tasks.notify import BatchFailureNotifier, publish_success
+
+__all__ = ["Layer", "Pipeline", "batch_params", "default_args", "marker_dag"]
+
+
+def default_args(pipeline: str, landing_bucket: str | None = None) -> dict:
+    """Owner, retries and the failure notifier, for every task of a pipeline's DAG."""
+    return {
+        "owner": "data-engineering",
+        "retries": DEFAULT_RETRIES,
+        "retry_delay": DEFAULT_RETRY_DELAY,
+        "on_failure_callback": [BatchFailureNotifier(pipeline=pipeline, landing_bucket=landing_bucket)],
+    }
+
+
+def batch_params() -> dict:
+    """The trigger form of every marker-driven DAG: which batch, and whether to load it again."""
+    from airflow.sdk import Param
+
+    return {
+        "batch_id": Param(
+            None,
+            type=["null", "string"],
+            pattern=f"^{BATCH_ID_PATTERN}$",
+            title="Batch id",
+            description="Run this batch now (its marker may be pending or set aside). Empty: wait for the next marker.",
+        ),
+        "reprocess": Param(
+            False,
+            type="boolean",
+            title="Reprocess",
+            description="Load the batch again even if it already loaded (the result is the same warehouse state).",
+        ),
+    }
+
+
+def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callable[[Callable], Callable]:
+    """Decorate a function that builds a pipeline's own steps into a marker-driven DAG.
+
+    The function gets the ``BatchFrame`` (templates of the claimed batch: ``batch_id``,
+    ``started_at``, ``completed_at``). ``dag_kwargs`` go to the DAG (tags, doc_md ...); the
+    schedule is ``@continuous`` with one active run, so each run waits for the next marker.
+    """
+
+    def decorate(build_steps: Callable[[BatchFrame], Any]) -> Callable[[], Any]:
+        @functools.wraps(build_steps)
+        def make_dag():
+            from airflow.sdk import DAG
+
+            settings = {
+                "start_date": datetime(2026, 1, 1),
+                "catchup": False,
+                "max_active_runs": 1,
+                "default_args": default_args(pipeline.name, pipeline.landing_bucket),
+                "params": batch_params(),
+                **dag_kwargs,
+            }
+            schedule = settings.pop("schedule", "@continuous")
+            with DAG(dag_id=dag_id, schedule=schedule, **settings) as dag:
+                frame = BatchFrame(pipeline)
+                with frame.active():
+                    head = [wait_for_marker(frame)]
+                    claim = claim_batch(frame)
+                    is_new = skip_if_already_loaded(frame)
+                    head += [claim.operator, is_new.operator]
+                    framed = {task.task_id for task in dag.tasks}
+                    build_steps(frame)
+                    steps = [task for task in dag.tasks if task.task_id not in framed]
+                    _check_counts(pipeline, frame)
+                    summary = reconcile_batch(frame, {layer: op.output for layer, op in frame.count_tasks.items()})
+                    archive = archive_marker(frame)
+                    notify = publish_success(frame, summary)
+                head[0] >> head[1] >> head[2]
+                first = [task for task in steps if not any(t in steps for t in task.upstream_list)]
+                last = [task for task in steps if not any(t in steps for t in task.downstream_list)]
+                is_new.operator >> (first or [summary.operator])
+                for task in last:
+                    task >> summary.operator
+                summary.operator >> archive.operator >> notify.operator
+                # A batch that already loaded skips the steps but is still archived and reported.
+                claim.operator >> archive.operator
+            return dag
+
+        return make_dag
+
+    return decorate
+
+
+def _check_counts(pipeline: Pipeline, frame: BatchFrame) -> None:
+    uncounted = [layer.name for layer in pipeline.layers if layer.name not in frame.count_tasks]
+    if uncounted:
+        raise ValueError(
+            f"pipeline {pipeline.name} declares layers that no step counts: {', '.join(uncounted)} "
+            "(add a count task from etl_toolkit.tasks.audit for each)"
+        )

@@ -1,0 +1,179 @@
+"""Audit counts taken from the data itself, never from a job's own claim; and the reconcile task.
+
+Layer 4. Each ``count_*`` factory makes a task that counts the claimed batch in one declared
+layer, records it in the ledger (``audit.layer_counts``), checks it at once against the layers
+counted before it and the marker (``reconcile.check_layer``), and returns it through XCom::
+
+    {"layer": "staging", "counts": {"order_lines": 2417}, "rows": 2417, "details": {...}, "counted_at": "..."}
+
+The frame registers which task counts which layer, and hands every count to ``reconcile`` as an
+explicit input, so a renamed task or one inside a TaskGroup is still compared, and a declared
+layer that nothing counts fails the DAG's import.
+
+What a count reads is metadata: parquet footers, ``count(*)`` in the warehouse, or the small
+report of a Glue audit job that counted a layer whose count needs the data (the landing layer of
+an at-least-once stream, where re-delivered copies must be dropped first).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import TriggerRule, task
+
+from etl_toolkit import ledger, reconcile, s3, sql
+from etl_toolkit.tasks.frame import BatchFrame, current
+
+log = logging.getLogger(__name__)
+Count = Callable[[dict[str, Any]], tuple[dict[str, int], dict[str, Any]]]
+
+
+def _count_task(layer: str, count: Count, *, rows: str | None = None, task_id: str | None = None, **task_kwargs):
+    """A task counting ``layer`` with ``count(claim) -> (counts, details)``; ``rows`` names the
+    entity whose count is the layer's row count in the ledger (default: all of them together)."""
+    frame = current()
+    pipeline = frame.pipeline
+
+    @task(task_id=task_id or f"count_{layer}", **task_kwargs)
+    def count_layer(**context) -> dict[str, Any]:
+        claim = frame.claim(context)
+        counts, details = count(claim)
+        result = {
+            "layer": layer,
+            "counts": counts,
+            "rows": counts[rows] if rows else sum(counts.values()),
+            "details": details,
+            "counted_at": datetime.now(UTC).isoformat(),
+        }
+        # Recorded before the check, so the failure notification shows the count that failed it.
+        ledger.record_layer(pipeline.name, claim["batch_id"], context["run_id"], result)
+        before = {earlier.name for earlier in pipeline.layers_before(layer)}
+        earlier = [r for r in ledger.counts_of_run(pipeline.name, claim["batch_id"], context["run_id"])
+                   if r["layer"] in before]  # fmt: skip
+        reconcile.check_layer(pipeline, result, earlier, claim)
+        return result
+
+    counted = count_layer()
+    frame.register_count(layer, counted.operator)
+    return counted
+
+
+def count_report(layer: str, *, bucket: str, key: str, entities: dict[str, str], rows: str | None = None,
+                 details: tuple[str, ...] = (), **task_kwargs):  # fmt: skip
+    """Count a layer from the JSON report of a Glue audit job that counted it from the data.
+
+    ``key`` may hold ``{batch_id}``; ``entities``: entity -> the report's field.
+    """
+
+    def count(claim):
+        report = s3.read_json(bucket, key.format(batch_id=claim["batch_id"]))
+        if report.get("batch_id") != claim["batch_id"]:
+            raise ValueError(f"s3://{bucket}/{key} reports batch {report.get('batch_id')!r}, not {claim['batch_id']}")
+        return {entity: int(report[field]) for entity, field in entities.items()}, {
+            name: report[name] for name in details if name in report
+        }
+
+    return _count_task(layer, count, rows=rows, **task_kwargs)
+
+
+def count_parquet(layer: str, *, bucket: str, prefix: str, entity: str, **task_kwargs):
+    """Count a parquet layer's batch from footers; ``prefix`` may hold ``{batch_id}``."""
+
+    def count(claim):
+        rows, files = s3.count_parquet_rows(bucket, prefix.format(batch_id=claim["batch_id"]), claim["batch_id"])
+        return {entity: rows}, {"files": files}
+
+    return _count_task(layer, count, **task_kwargs)
+
+
+def count_parquet_datasets(layer: str, *, bucket: str, datasets: dict[str, str], **task_kwargs):
+    """Count a parquet layer of several datasets from footers: entity -> prefix (may hold ``{batch_id}``).
+
+    The result's ``counts`` has one entry per dataset (0 when it has no object).
+    """
+
+    def count(claim):
+        counts, files = {}, 0
+        hook = s3.s3_hook()
+        filesystem = s3.s3_filesystem(hook=hook)
+        for entity, prefix in datasets.items():
+            batch_id = claim["batch_id"]
+            rows, objects = s3.count_parquet_rows(
+                bucket, prefix.format(batch_id=batch_id), batch_id, hook=hook, filesystem=filesystem
+            )
+            counts[entity], files = rows, files + objects
+        return counts, {"files": files}
+
+    return _count_task(layer, count, **task_kwargs)
+
+
+def count_sql(layer: str, *, file: str, entity: str, **task_kwargs):
+    """Count a warehouse layer's batch with ``include/sql/<pipeline>/<file>`` (binds ``batch_id``)."""
+    pipeline = current().pipeline.name
+
+    def count(claim):
+        return {entity: int(sql.scalar(pipeline, file, {"batch_id": claim["batch_id"]}))}, {}
+
+    return _count_task(layer, count, **task_kwargs)
+
+
+def count_tables_matching_parquet(
+    layer: str, *, bucket: str, datasets: dict[str, str], keys: dict[str, tuple[str, ...]], schema: str, **task_kwargs
+):
+    """Count, per warehouse table ``<schema>.<entity>``, the rows whose key is one of the batch's
+    parquet rows (``datasets``: entity -> prefix with ``{batch_id}``; ``keys``: entity -> key columns).
+
+    This is the warehouse layer counted from the data: every row of the batch that the load put
+    (or found) in its table, whichever batch first brought it. It reads the batch's key columns.
+    """
+
+    def count(claim):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        counts = {}
+        hook = s3.s3_hook()
+        filesystem = s3.s3_filesystem(hook=hook)
+        with sql.transaction() as cursor:
+            for entity, prefix in datasets.items():
+                columns, batch_id = list(keys[entity]), claim["batch_id"]
+                objects = s3.data_objects(bucket, prefix.format(batch_id=batch_id), hook=hook)
+                tables = [pq.read_table(f"{bucket}/{key}", columns=columns, filesystem=filesystem) for key in objects]
+                if not tables or not sum(t.num_rows for t in tables):
+                    counts[entity] = 0
+                    continue
+                staged = sql.stage_arrow(cursor, schema, entity, pa.concat_tables(tables))
+                module = sql.sql_module(cursor)
+                cursor.execute(
+                    module.SQL("SELECT count(*) FROM {target} AS t WHERE EXISTS "
+                               "(SELECT 1 FROM {staged} AS s WHERE {on})")
+                    .format(
+                        target=module.Identifier(schema, entity),
+                        staged=module.Identifier(staged),
+                        on=sql.keys_match(module, columns),
+                    )
+                    .as_string(cursor)
+                )
+                counts[entity] = cursor.fetchone()[0]
+        return counts, {}
+
+    return _count_task(layer, count, **task_kwargs)
+
+
+def reconcile_batch(frame: BatchFrame, counted: dict[str, Any]):
+    """Task ``reconcile``: every declared layer against the others and the marker; then the batch
+    is SUCCESS in the ledger. ``counted``: layer -> the count task's output (an XComArg)."""
+    pipeline = frame.pipeline
+
+    @task(task_id="reconcile", trigger_rule=TriggerRule.ALL_SUCCESS)
+    def reconcile_counts(counted: dict[str, Any], **context) -> dict[str, Any]:
+        claim = frame.claim(context)
+        summary = reconcile.reconcile_all(pipeline, counted, claim)
+        log.info("Batch %s reconciles:\n%s", claim["batch_id"], summary["table"])
+        ledger.close(pipeline.name, claim["batch_id"], context["run_id"], ledger.SUCCESS)
+        return summary
+
+    return reconcile_counts(counted)

@@ -1,0 +1,80 @@
+"""The batch that the tasks of a marker-driven DAG work on.
+
+``etl_toolkit.pipeline.marker_dag`` creates a ``BatchFrame`` for each DAG and makes it current
+while the DAG file's steps are built, so that the task factories find the pipeline's declaration
+and the claim task without any task-id convention: the frame holds the claim operator's real id
+(a TaskGroup or a rename changes nothing) and registers which task counts which layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from etl_toolkit.contract import Pipeline
+
+_current: ContextVar[BatchFrame | None] = ContextVar("etl_toolkit_batch_frame", default=None)
+
+
+class BatchFrame:
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.claim_task_id: str | None = None
+        self.count_tasks: dict[str, Any] = {}  # layer name -> the operator that counts it
+
+    # -- while the DAG is built ----------------------------------------------------------------------
+
+    @contextmanager
+    def active(self) -> Iterator[BatchFrame]:
+        token = _current.set(self)
+        try:
+            yield self
+        finally:
+            _current.reset(token)
+
+    def register_count(self, layer: str, operator) -> None:
+        self.pipeline.layer(layer)  # a layer the pipeline does not declare fails the DAG's import
+        if layer in self.count_tasks:
+            raise ValueError(
+                f"pipeline {self.pipeline.name}: layer {layer} is counted twice "
+                f"({self.count_tasks[layer].task_id} and {operator.task_id})"
+            )
+        self.count_tasks[layer] = operator
+
+    # -- templates for operators' arguments ----------------------------------------------------------
+
+    def _field(self, name: str, default: str = "") -> str:
+        return f"{{{{ (ti.xcom_pull(task_ids='{self.claim_task_id}') or {{}}).get('{name}') or '{default}' }}}}"
+
+    @property
+    def batch_id(self) -> str:
+        """The claimed batch's id, as a template for an operator's templated argument."""
+        return self._field("batch_id")
+
+    @property
+    def started_at(self) -> str:
+        return self._field("started_at")
+
+    @property
+    def completed_at(self) -> str:
+        return self._field("completed_at")
+
+    # -- while a task runs ----------------------------------------------------------------------------
+
+    def claim(self, context) -> dict[str, Any]:
+        """The claim of this run (batch id, marker, expected counts ...)."""
+        claim = context["ti"].xcom_pull(task_ids=self.claim_task_id)
+        if not claim:
+            raise RuntimeError(f"no claim of {self.pipeline.name} in this run (task {self.claim_task_id})")
+        return claim
+
+
+def current() -> BatchFrame:
+    frame = _current.get()
+    if frame is None:
+        raise RuntimeError(
+            "this task works on the claimed batch: build it inside a DAG made with etl_toolkit.pipeline.marker_dag"
+        )
+    return frame

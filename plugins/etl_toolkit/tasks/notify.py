@@ -1,0 +1,151 @@
+"""SNS notifications: the SUCCESS summary at the end of a batch, the FAILURE message from any task.
+
+Layer 4. Failures go through ``BatchFailureNotifier``, the provider's ``SnsNotifier`` attached to
+every task through ``default_args`` (DAG-level failure callbacks have open problems on Airflow
+3.1+, apache/airflow#63374). It first sets the run's batch aside - the marker to the failed
+archive with its reason, the ledger to FAILED - so that nothing it does later can leave the batch
+claimed, and only then publishes. A publish that fails is logged as an error and raised.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
+from airflow.sdk import TriggerRule, task
+
+from etl_toolkit import ledger, messages, sns
+from etl_toolkit.contract import FAILED, ClaimRefused, HolderUnknown, marker_key
+from etl_toolkit.markers import MarkerStore
+from etl_toolkit.settings import AWS_CONN_ID, FAILURE_TOPIC, SUCCESS_TOPIC_DEFAULT, SUCCESS_TOPIC_VARIABLE
+from etl_toolkit.tasks.frame import BatchFrame
+
+log = logging.getLogger(__name__)
+
+
+class BatchFailureNotifier(SnsNotifier):
+    """Sets the failed run's batch aside, then publishes the FAILURE message.
+
+    ``pipeline``: the pipeline's name; ``landing_bucket``: where its markers are (None for a DAG
+    that holds no batch, such as one that produces batches).
+    """
+
+    def __init__(self, *, pipeline: str, landing_bucket: str | None = None, **kwargs: Any):
+        kwargs.setdefault("aws_conn_id", AWS_CONN_ID)
+        super().__init__(target_arn=FAILURE_TOPIC, message="", **kwargs)  # the message is built in notify()
+        self.pipeline = pipeline
+        self.landing_bucket = landing_bucket
+
+    def notify(self, context):
+        ti, run_id = context["ti"], context["run_id"]
+        error = context.get("exception")
+        held = self._held_batch(run_id)
+        batch_id = (held or {}).get("batch_id") or getattr(error, "batch_id", None) or (
+            context.get("params") or {}
+        ).get("batch_id")
+        facts: dict[str, Any] = {
+            "dag_id": ti.dag_id,
+            "dag_run_id": run_id,
+            "batch_id": batch_id,
+            "counts": self._counts(batch_id, run_id),
+            "task_id": ti.task_id,
+            "try_number": ti.try_number,
+            "error": f"{type(error).__name__}: {error}" if error else "unknown error",
+            "log_url": ti.log_url,
+        }
+        if held and held["status"] == ledger.RUNNING and not isinstance(error, ClaimRefused | HolderUnknown):
+            facts["set_aside"] = self._set_aside(held, facts)
+        subject, message = messages.build_message(messages.FAILURE, self.pipeline, facts)
+        try:
+            message_id = sns.publish(self.hook, self.target_arn, subject, message)
+        except Exception:
+            log.error("COULD NOT PUBLISH the failure notification %r to %s; the batch is set aside regardless",
+                      subject, self.target_arn, exc_info=True)  # fmt: skip
+            raise
+        log.info("Published %s (message %s)", subject, message_id)
+
+    def _held_batch(self, run_id: str) -> dict[str, Any] | None:
+        if not self.landing_bucket:
+            return None
+        try:
+            return ledger.batch_of_run(self.pipeline, run_id)
+        except Exception:  # the warehouse unreachable: still announce the failure
+            log.exception("Could not read which batch run %s holds", run_id)
+            return None
+
+    def _counts(self, batch_id: str | None, run_id: str) -> dict[str, Any]:
+        if not (batch_id and self.landing_bucket):
+            return {}
+        try:
+            return {r["layer"]: r["counts"] for r in ledger.counts_of_run(self.pipeline, batch_id, run_id)}
+        except Exception:
+            log.exception("Could not read the counts of batch %s", batch_id)
+            return {}
+
+    def _set_aside(self, held: dict[str, Any], facts: dict[str, Any]) -> str:
+        """The marker to the failed archive (unless it was written again: then it stays pending and
+        runs again), the ledger to FAILED. Each step is tried even if the other fails."""
+        batch_id, outcome = held["batch_id"], "the batch stays claimed"
+        reason = {**facts, "failed_at": datetime.now(UTC).isoformat()}
+        try:
+            store = MarkerStore(self.landing_bucket, self.aws_conn_id)
+            moved = store.archive_if_unchanged(batch_id, held.get("marker_version"), outcome=FAILED, reason=reason)
+            outcome = f"marker kept pending: {moved['reason']}" if "kept" in moved else f"marker at {moved['archived']}"
+            log.info("Batch %s set aside: %s", batch_id, outcome)
+        except Exception:
+            log.exception("Could not set the marker of batch %s (%s) aside", batch_id, marker_key(batch_id))
+            outcome = "the marker could not be set aside"
+        try:
+            ledger.close(self.pipeline, batch_id, facts["dag_run_id"], ledger.FAILED, facts["error"])
+        except Exception:
+            log.exception("Could not record batch %s as FAILED", batch_id)
+        return outcome
+
+
+def publish_success(frame: BatchFrame, summary):
+    """Task ``notify_success``: the SUCCESS summary (counts, durations) once the batch is done.
+
+    ``summary``: the reconcile task's output. A batch that was already loaded (the load skipped)
+    gets a message saying that the run changed nothing; a run that claimed no batch publishes nothing.
+    """
+    pipeline = frame.pipeline
+
+    @task(task_id="notify_success", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def notify_success(summary: dict[str, Any] | None, **context) -> dict[str, Any]:
+        from airflow.sdk import Variable
+
+        claim = frame.claim(context)
+        ran = ledger.counts_of_run(pipeline.name, claim["batch_id"], context["run_id"])
+        facts: dict[str, Any] = {
+            "dag_id": context["ti"].dag_id,
+            "dag_run_id": context["run_id"],
+            "batch_id": claim["batch_id"],
+            "counts": {r["layer"]: r["counts"] for r in ran},
+            "durations_seconds": durations(context["dag_run"].start_date, ran),
+        }
+        if claim.get("already_loaded"):
+            facts["note"] = f"batch {claim['batch_id']} was already loaded: nothing changed (no-op)"
+        else:
+            facts["counts_table"] = (summary or {}).get("table")
+        subject, message = messages.build_message(messages.SUCCESS, pipeline.name, facts)
+        topic = Variable.get(SUCCESS_TOPIC_VARIABLE, default=SUCCESS_TOPIC_DEFAULT)
+        message_id = sns.publish(sns.sns_hook(), topic, subject, message)
+        return {"subject": subject, "message_id": message_id, **json.loads(json.loads(message)["default"])}
+
+    return notify_success(summary)
+
+
+def durations(started: datetime | None, counted: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds of the whole run, and spent on each layer (from the previous count to its own)."""
+    now = datetime.now(UTC)
+    result = {"run": round((now - started).total_seconds(), 1)} if started else {}
+    previous = started
+    for row in counted:
+        stamp = datetime.fromisoformat(row["counted_at"])
+        if previous:
+            result[row["layer"]] = round((stamp - previous).total_seconds(), 1)
+        previous = stamp
+    return result

@@ -1,0 +1,125 @@
+"""The warehouse steps of a pipeline: its DDL, and the SQL files that load a batch.
+
+Layer 4. SQL lives in ``include/sql/<pipeline>/``; ``etl_toolkit.sql`` runs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import task
+
+from etl_toolkit import ledger, s3, sql
+from etl_toolkit.contract import CountMismatch
+from etl_toolkit.tasks.frame import current
+
+
+def create_tables(files: tuple[str, ...] = ("create_tables.sql",)):
+    """Task ``create_warehouse_tables``: the pipeline's schema and tables (idempotent DDL)."""
+    pipeline = current().pipeline.name
+
+    @task(task_id="create_warehouse_tables")
+    def create_warehouse_tables() -> None:
+        with sql.transaction() as cursor:
+            for name in files:
+                sql.execute(cursor, pipeline, name)
+
+    return create_warehouse_tables()
+
+
+def load_batch(*, task_id: str, files: list[str], count_sql: str, must_equal: tuple[str, str], **task_kwargs):
+    """Run ``files`` for the batch and count the result in one transaction.
+
+    The count must equal the count this run took of ``must_equal`` (layer, entity), or the
+    transaction rolls back: the final table never holds a batch that does not reconcile. Binds
+    ``batch_id`` and ``loaded_at`` (the run's logical time, so a rerun writes the same values).
+    """
+    frame = current()
+    pipeline = frame.pipeline.name
+    layer, entity = must_equal
+    frame.pipeline.layer(layer)
+
+    @task(task_id=task_id, **task_kwargs)
+    def load(**context) -> dict[str, Any]:
+        batch_id = frame.claim(context)["batch_id"]
+        counted = {r["layer"]: r["counts"] for r in ledger.counts_of_run(pipeline, batch_id, context["run_id"])}
+        if entity not in counted.get(layer, {}):
+            raise CountMismatch(f"batch {batch_id}: this run has no {layer} count of {entity} to check the load with")
+        expected = counted[layer][entity]
+        parameters = {"batch_id": batch_id, "loaded_at": context["dag_run"].run_after.isoformat()}
+        with sql.transaction() as cursor:
+            for name in files:
+                sql.execute(cursor, pipeline, name, parameters)
+            loaded = sql.execute(cursor, pipeline, count_sql, {"batch_id": batch_id})[0][0]
+            if loaded != expected:
+                raise CountMismatch(
+                    f"batch {batch_id}: the load would leave {loaded} {entity} in the final table, "
+                    f"{layer} has {expected}; rolled back"
+                )
+        return {"batch_id": batch_id, entity: loaded}
+
+    return load()
+
+
+def load_parquet_tables(
+    *,
+    task_id: str,
+    bucket: str,
+    datasets: dict[str, str],
+    keys: dict[str, tuple[str, ...]],
+    schema: str,
+    files: dict[str, str],
+    **task_kwargs,
+):
+    """Load a batch's parquet datasets into ``<schema>.<entity>`` tables, all in one transaction.
+
+    For each entity, in the order given (dimensions before the facts that refer to them): the
+    batch's rows (``datasets``: entity -> prefix with ``{batch_id}``) are staged in a temporary
+    table, ``include/sql/<pipeline>/<files[entity]>`` moves them into the table (rendered with
+    ``table``, ``staged``, ``columns`` and ``keys``; binds ``batch_id`` and ``loaded_at``), and
+    every staged row must then be found in the table by its key, or the whole load rolls back.
+    Returns the rows staged per entity.
+    """
+    frame = current()
+    pipeline = frame.pipeline.name
+
+    @task(task_id=task_id, **task_kwargs)
+    def load(**context) -> dict[str, Any]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        batch_id = frame.claim(context)["batch_id"]
+        parameters = {"batch_id": batch_id, "loaded_at": context["dag_run"].run_after.isoformat()}
+        loaded: dict[str, int] = {}
+        hook = s3.s3_hook()
+        filesystem = s3.s3_filesystem(hook=hook)
+        with sql.transaction() as cursor:
+            for entity, prefix in datasets.items():
+                objects = s3.data_objects(bucket, prefix.format(batch_id=batch_id), hook=hook)
+                tables = [pq.read_table(f"{bucket}/{key}", filesystem=filesystem) for key in objects]
+                rows = pa.concat_tables(tables) if tables else None
+                if rows is None or rows.num_rows == 0:
+                    loaded[entity] = 0
+                    continue
+                staged, module = sql.stage_arrow(cursor, schema, entity, rows), sql.sql_module(cursor)
+                columns, key = sql.checked_identifiers(rows.column_names), sql.checked_identifiers(keys[entity])
+                sql.execute(cursor, pipeline, files[entity], parameters,
+                            table=f"{schema}.{entity}", staged=staged, columns=columns, keys=key)  # fmt: skip
+                cursor.execute(
+                    module.SQL("SELECT count(*) FROM {staged} AS s WHERE NOT EXISTS "
+                               "(SELECT 1 FROM {target} AS t WHERE {on})").format(
+                        staged=module.Identifier(staged),
+                        target=module.Identifier(schema, entity),
+                        on=sql.keys_match(module, key),
+                    ).as_string(cursor)
+                )  # fmt: skip
+                missing = cursor.fetchone()[0]
+                if missing:
+                    raise CountMismatch(
+                        f"batch {batch_id}: {missing} of {rows.num_rows} rows of {entity} are not in "
+                        f"{schema}.{entity} after the load; rolled back"
+                    )
+                loaded[entity] = rows.num_rows
+        return {"batch_id": batch_id, "loaded": loaded}
+
+    return load()
