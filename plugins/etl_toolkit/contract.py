@@ -21,7 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 BATCH_MARKER_PREFIX = "batch-completion/"
 ARCHIVE_PREFIX = "batch-archive/"
-LOADED, FAILED, REJECTED = "loaded", "failed", "rejected"
+LOADED, FAILED, REJECTED, HELD = "loaded", "failed", "rejected", "held"
 BATCH_ID_PATTERN = r"[A-Za-z0-9_.-]{1,128}"
 _BATCH_ID = re.compile(rf"^{BATCH_ID_PATTERN}$")
 _MARKER_KEY = re.compile(rf"^{re.escape(BATCH_MARKER_PREFIX)}(?P<batch_id>{BATCH_ID_PATTERN})\.json$")
@@ -50,6 +50,17 @@ class CountMismatch(AirflowFailException):
 
 class ClaimRefused(AirflowFailException):
     """Another run holds the batch: this run leaves the batch and its marker alone."""
+
+
+class BatchHeld(ClaimRefused):
+    """An in-order pipeline's batch waits for an earlier batch that has not loaded."""
+
+    def __init__(self, message: str, batch_id: str | None = None):
+        super().__init__(message)
+        self.batch_id = batch_id
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.batch_id))
 
 
 class HolderUnknown(Exception):
@@ -164,12 +175,18 @@ class Layer:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """What a marker-driven DAG declares once: its name, its landing bucket, its layers in order."""
+    """What a marker-driven DAG declares once: its name, its landing bucket, its layers in order.
+
+    ``in_order``: batches load in the order of their ids, and one that has not loaded holds the
+    ones after it (change data capture, where a batch builds on the one before). Their ids must
+    sort in the order they were produced.
+    """
 
     name: str
     landing_bucket: str
     layers: tuple[Layer, ...]
     max_attempts: int | None = None
+    in_order: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))

@@ -37,7 +37,8 @@ class BatchRow:
 
 @dataclass(frozen=True)
 class Decision:
-    """What a claim does with a batch: ``claim`` it (as attempt N), ``no-op`` or ``give-up``."""
+    """What a claim does with a batch: ``claim`` it (as attempt N), ``no-op``, ``give-up``, or
+    ``hold`` it (an in-order pipeline's earlier batch has not loaded)."""
 
     action: str
     attempts: int
@@ -100,8 +101,13 @@ def claim(
     reprocess: bool,
     holder_alive: Callable[[str], bool],
     max_attempts: int,
+    in_order: bool = False,
 ) -> Decision:
-    """Decide and record the claim of one batch, in one transaction under the batch's lock."""
+    """Decide and record the claim of one batch, in one transaction under the batch's lock.
+
+    ``in_order``: a batch that would be claimed is held instead while an earlier batch of the
+    pipeline has not loaded (a reprocess of a loaded batch is never held).
+    """
     keys = {"pipeline": pipeline, "batch_id": batch_id}
     with sql.transaction() as cursor:
         ensure_tables(cursor)
@@ -118,6 +124,12 @@ def claim(
             max_attempts=max_attempts,
         )
         now = datetime.now(UTC).isoformat()
+        if decision.action == "claim" and in_order and not (row and row.status == SUCCESS):
+            blockers = sql.execute(cursor, "audit", "blocker.sql", keys)
+            if blockers:
+                earlier, status, error = blockers[0]
+                why = "is still running" if status == RUNNING else f"failed: {error}"
+                return Decision("hold", decision.attempts, f"waiting for batch {earlier}, which {why}")
         if decision.action == "claim":
             sql.execute(
                 cursor,

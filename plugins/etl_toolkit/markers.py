@@ -18,6 +18,7 @@ from etl_toolkit.contract import (
     ARCHIVE_PREFIX,
     BATCH_MARKER_PREFIX,
     FAILED,
+    HELD,
     LOADED,
     archive_key,
     marker_key,
@@ -73,8 +74,10 @@ class MarkerStore:
             raise
 
     def find(self, batch_id: str) -> str | None:
-        """Where a batch's marker is now: pending, or set aside after a failure or a load."""
-        for key in (marker_key(batch_id), archive_key(batch_id, FAILED), archive_key(batch_id, LOADED)):
+        """Where a batch's marker is now: pending, held, or set aside after a failure or a load."""
+        candidates = (marker_key(batch_id), archive_key(batch_id, HELD), archive_key(batch_id, FAILED),
+                      archive_key(batch_id, LOADED))  # fmt: skip
+        for key in candidates:
             if self.version(key) is not None:
                 return key
         return None
@@ -96,6 +99,23 @@ class MarkerStore:
             self.client.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key})
             self.client.delete_object(Bucket=self.bucket, Key=key)
         return target
+
+    def release_held(self) -> list[str]:
+        """Put every held marker back under batch-completion/, in batch-id order; returns their keys."""
+        released = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{ARCHIVE_PREFIX}{HELD}/"
+        ):
+            for obj in page.get("Contents", []):
+                name = obj["Key"].rsplit("/", 1)[-1]
+                if name.endswith(".reason.json") or not name.endswith(".json"):
+                    continue
+                released.append(obj["Key"])
+        for key in sorted(released):
+            target = f"{BATCH_MARKER_PREFIX}{key.rsplit('/', 1)[-1]}"
+            self.client.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key})
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        return sorted(released)
 
     def archive_if_unchanged(
         self, batch_id: str, claimed_version: str | None, outcome: str = LOADED, reason: dict | None = None

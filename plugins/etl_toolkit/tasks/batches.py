@@ -32,7 +32,9 @@ from etl_toolkit import ledger, messages, sns
 from etl_toolkit.contract import (
     BATCH_MARKER_PREFIX,
     FAILED,
+    HELD,
     REJECTED,
+    BatchHeld,
     ClaimRefused,
     HolderUnknown,
     InvalidMarker,
@@ -196,9 +198,10 @@ def _holder_alive(dag_id: str):
     return alive
 
 
-def _candidates(store: MarkerStore, requested: str | None) -> list[str]:
+def _candidates(store: MarkerStore, requested: str | None, by_batch_id: bool = False) -> list[str]:
     """The markers this run may take, in order: the requested batch's (wherever it is), or the
-    pending ones, oldest first. A pending key that is not ``<batch_id>.json`` is set aside."""
+    pending ones, oldest first (or in batch-id order). A pending key that is not
+    ``<batch_id>.json`` is set aside."""
     if requested:
         key = store.find(requested)
         if key is None:
@@ -216,7 +219,7 @@ def _candidates(store: MarkerStore, requested: str | None) -> list[str]:
             store.set_aside(obj["Key"], REJECTED, {"key": obj["Key"], "error": str(error)})
             continue
         keys.append(obj["Key"])
-    return keys
+    return sorted(keys) if by_batch_id else keys
 
 
 def claim(pipeline, context, *, aws_conn_id: str = AWS_CONN_ID) -> dict[str, Any]:
@@ -226,7 +229,7 @@ def claim(pipeline, context, *, aws_conn_id: str = AWS_CONN_ID) -> dict[str, Any
     params, run_id, dag_id = context["params"], context["run_id"], context["dag"].dag_id
     requested, reprocess = params.get("batch_id"), bool(params.get("reprocess"))
     store = MarkerStore(pipeline.landing_bucket, aws_conn_id)
-    for key in _candidates(store, requested):
+    for key in _candidates(store, requested, by_batch_id=pipeline.in_order):
         batch_id = requested or batch_id_from_key(key)
         try:
             body, version = store.read(key)
@@ -254,6 +257,7 @@ def claim(pipeline, context, *, aws_conn_id: str = AWS_CONN_ID) -> dict[str, Any
                 reprocess=reprocess,
                 holder_alive=_holder_alive(dag_id),
                 max_attempts=pipeline.max_attempts or MAX_ATTEMPTS,
+                in_order=pipeline.in_order,
             )
         except HolderUnknown as error:  # retried: by then the holder's state can be told
             raise HolderUnknown(f"batch {batch_id}: {error}; not taking it while its holder may be alive") from error
@@ -267,6 +271,12 @@ def claim(pipeline, context, *, aws_conn_id: str = AWS_CONN_ID) -> dict[str, Any
         if decision.action == "give-up":
             _give_up(pipeline, store, key, batch_id, decision.reason, context)
             continue
+        if decision.action == "hold":
+            # Out of the pending markers, so waiting runs wait for new ones; back when the earlier one loads.
+            message = (f"pipeline {pipeline.name} is held: it loads batches in order, and batch {batch_id} is "
+                       f"{decision.reason}. It runs by itself once that batch loads.")  # fmt: skip
+            store.set_aside(key, HELD, {"batch_id": batch_id, "error": message, "dag_run_id": run_id})
+            raise BatchHeld(message, batch_id=batch_id)
         already_loaded = decision.action == "no-op"
         if already_loaded:
             _log.info("Batch %s was already loaded (audit status SUCCESS): this run changes nothing.", batch_id)
@@ -339,12 +349,16 @@ def archive_marker(frame: BatchFrame, *, aws_conn_id: str = AWS_CONN_ID):
     @task(task_id="archive_marker", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def archive_marker(**context) -> dict[str, Any]:
         claim = frame.claim(context)
-        outcome = MarkerStore(pipeline.landing_bucket, aws_conn_id).archive_if_unchanged(
-            claim["batch_id"], claim.get("version")
-        )
+        store = MarkerStore(pipeline.landing_bucket, aws_conn_id)
+        outcome = store.archive_if_unchanged(claim["batch_id"], claim.get("version"))
         if "kept" in outcome:
             ledger.request_rerun(pipeline.name, claim["batch_id"])
             _log.warning("Kept %s pending: %s. The batch runs again next.", outcome["kept"], outcome["reason"])
+        if pipeline.in_order:
+            released = store.release_held()
+            if released:
+                _log.info("Batch %s loaded: released the batches it held, in order: %s", claim["batch_id"], released)
+            outcome["released"] = released
         return outcome
 
     return archive_marker()
