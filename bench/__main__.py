@@ -27,6 +27,7 @@ BENCHMARKS = {
     "warehouse_staging_load": "bench.warehouse_staging_load",
     "totesys_ingest": "bench.totesys_ingest",
     "orders_dag": "bench.orders_dag",
+    "worker_memory": "bench.worker_memory",
     "totesys_cycle": "bench.totesys_cycle",
 }
 

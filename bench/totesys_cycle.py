@@ -18,11 +18,11 @@ before each run the totesys buckets are emptied (so no watermarks: a full first 
 - candidate the wall time of the cycle: both ``dag.test()`` calls, back to back.
 
 Orchestration share = wall - Glue scripts - warehouse SQL. It covers Airflow itself (scheduling,
-task start-up, XCom, the sensor) and the in-Airflow tasks that read data (Great Expectations
-checks of the eleven ingested tables, parquet audits, the crawler); the block breaks it down. One
-run per ``--repeat`` (default 1), each in a fresh process, after an untimed warm-up cycle on a
-source of 1,000 sales orders that fills the bytecode cache. The brief sets no target: the block
-reports.
+task start-up, XCom, the sensor) and the in-Airflow tasks (Great Expectations checks of the eleven
+ingested tables and the landing and processed counts, all from parquet footers; the crawler;
+reconcile, archive, SNS); the block breaks it down. One run per ``--repeat`` (default 1), each in
+a fresh process, after an untimed warm-up cycle on a source of 1,000 sales orders that fills the
+bytecode cache. The brief sets no target: the block reports.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def run(session: Session) -> list[Verdict]:
                 "orchestration share, broken down: "
                 f"Glue operators around their runs {med('glue_operator'):.1f} s (script upload, job update, "
                 f"1 s polling, log fetch); other tasks {med('other_tasks'):.1f} s (plan, sensor, claim, GX "
-                f"checks, parquet audits, crawler, reconcile, archive, SNS); between tasks "
+                f"footer checks, footer counts, crawler, reconcile, archive, SNS); between tasks "
                 f"{med('between_tasks'):.1f} s",
                 f"Glue job runs (StartedOn..CompletedOn): {glue_runs}",
                 "slowest tasks: " + ", ".join(f"{task_id} {seconds:.1f} s" for task_id, seconds in slowest),

@@ -1,7 +1,7 @@
 """
 ### Orders: Firehose landing → S3 staging → warehouse, reconciled at every layer
 
-Replaces the **orders-workflow** Glue workflow of the seed `orders-stream-audit.txt` (EventBridge
+Replaces the **orders-workflow** Glue workflow (EventBridge
 rule on `batch-completion/`, two crawlers, four Glue jobs, the DynamoDB audit table and the
 `AuditTableScannerFn` Lambda) with one DAG.
 
@@ -127,8 +127,8 @@ def orders_pipeline(batch):
         audit.count_sql("warehouse_staging", file="count_warehouse_staging.sql", entity="order_lines"),
         warehouse.load_batch(
             task_id="load_final_table",
-            files=["lock_final_table.sql", "record_order_versions.sql", "delete_replaced_orders.sql",
-                   "insert_final_lines.sql"],  # fmt: skip
+            files=["lock_final_table.sql", "record_order_versions.sql", "analyze_batch.sql",
+                   "delete_replaced_orders.sql", "insert_final_lines.sql"],  # fmt: skip
             count_sql="count_final.sql",
             must_equal=("landing", "order_lines"),
             outlets=[FINAL],

@@ -347,11 +347,11 @@ def test_a_batch_dropped_while_the_sensor_waits_loads_and_reports_success(runtim
     assert key_exists(runtime, f"batch-archive/loaded/{GOOD_BATCH}.json")
 
     to_claim = (_at(tis["claim_batch"]["start_date"]) - marker_written).total_seconds()
-    to_glue = (_at(tis["landing_to_staging"]["start_date"]) - marker_written).total_seconds()
+    to_glue = (_at(tis["audit_landing"]["start_date"]) - marker_written).total_seconds()
     to_end = (_at(run["end_date"]) - marker_written).total_seconds()
     with capsys.disabled():
         print(
-            f"\n[real runtime] marker -> claim_batch start {to_claim:.1f} s; marker -> landing_to_staging "
+            f"\n[real runtime] marker -> claim_batch start {to_claim:.1f} s; marker -> audit_landing "
             f"(first Glue job) start {to_glue:.1f} s; marker -> run success {to_end:.1f} s "
             f"(the marker landed just after the deferred sensor's S3 check: poke_interval {POKE:.0f} s, the worst case)"
         )
@@ -438,8 +438,8 @@ def test_clearing_a_failed_runs_failed_tasks_loads_its_batch(runtime):
     button sends) resumes the same run, which finds the marker in the failed archive and loads."""
     secrets = runtime.aws("secretsmanager")
     good = secrets.get_secret_value(SecretId="etl/warehouse")["SecretString"]
-    known = {run["dag_run_id"] for run in runtime.runs()}
-    run_id = waiting_run(runtime, after=known)
+    finished_runs = {run["dag_run_id"] for run in runtime.runs() if run["state"] != "running"}
+    run_id = waiting_run(runtime, after=finished_runs)
     secrets.put_secret_value(SecretId="etl/warehouse", SecretString=json.dumps({**json.loads(good), "password": "x"}))
     try:
         marker = write_orders_batch(runtime.aws("s3"), LANDING, CLEARED_BATCH, orders=100, seed=33,

@@ -1,4 +1,4 @@
--- Staging to final, step 4 of 4 (after delete_replaced_orders.sql, same transaction): the
+-- Staging to final, step 5 of 5 (after delete_replaced_orders.sql, same transaction): the
 -- batch's lines of the orders it owns (orders.order_versions names the batch: no newer version
 -- is loaded), enriched with the order's UTC date and the line amount. The upsert keeps a lone
 -- rerun of this step idempotent too.
