@@ -75,9 +75,9 @@ PROCESSED = {table: f"{table}/batch_id={{batch_id}}/" for table in WAREHOUSE_KEY
 TOTESYS = Pipeline(
     name="totesys",
     landing_bucket=INGESTION_BUCKET,
+    in_order=True,  # change data capture: a batch builds on the one before it
     layers=(
         Layer("landing", SOURCE_TABLES),
-    in_order=True,  # change data capture: a batch builds on the one before it
         Layer("processed", tuple(WAREHOUSE_KEYS),
               matches={table: ("landing", source) for table, source in FROM_SOURCE.items()}),
         Layer("warehouse", tuple(WAREHOUSE_KEYS), matches={table: ("processed", table) for table in WAREHOUSE_KEYS}),
