@@ -1,7 +1,7 @@
 """
 ### Totesys: OLTP source → S3 ingestion, one batch of changed rows per run
 
-Replaces the **ingestion** Lambda of the seed `totesys-oltp-to-warehouse.md` and the EventBridge
+Replaces the **ingestion** Lambda of the totesys pipeline and the EventBridge
 schedule that ran it.
 
 **Steps**
@@ -11,12 +11,20 @@ schedule that ran it.
    `tables` param, else the Variable `totesys_tables` (comma-separated), else all eleven. A name
    that is not one of the eleven source tables (say `staff; DROP TABLE staff`) fails the run
    here, before any SQL exists.
-3. Glue `totesys_extract` reads, in one snapshot of the source, every row changed since each
-   table's watermark (`s3://totesys-ingestion/watermarks.json`; everything the first time),
-   writes `batches/<batch_id>/<table>.parquet`, then the completion marker
-   `batch-completion/<batch_id>.json` with `expected_counts` per table, then moves the
-   watermarks. A batch without changes still gets a marker, with zero counts. If any table
-   fails, no marker is written and no watermark moves: the next run extracts the changes again.
+3. Glue `totesys_extract` first fixes the batch's window per table, `(from, to]` on
+   `last_updated`: from the table's watermark (`s3://totesys-ingestion/watermarks.json`; the
+   beginning the first time) to the source database's own clock minus a commit lag (Variable
+   `totesys_commit_lag_seconds`, default 300), so that a row stamped when its transaction began
+   but committed later is left to a later batch instead of being skipped. The window is recorded
+   once, in `batches/<batch_id>/_window.json`, before anything is extracted. Then, in one
+   snapshot of the source, it writes each table's rows in that window to
+   `batches/<batch_id>/<table>.parquet`, then the completion marker
+   `batch-completion/<batch_id>.json` with `expected_counts` and `windows` per table, then
+   moves each watermark to its window's end. A batch without changes still gets a marker, with
+   zero counts. If any table fails, no marker is written and no watermark moves.
+4. A retry or a Clear of `extract` runs the same batch id: it extracts the recorded window again,
+   never the current watermarks, and a batch whose marker is already written is left exactly as
+   it is. Rows deleted in the source are not seen (there is no row left to extract).
 
 The database password is never in the DAG, its arguments or its logs: the job reads the source's
 credentials from the Secrets Manager secret `etl/totesys` (Variable `totesys_secret_id`). The
@@ -73,6 +81,7 @@ def totesys_ingest():
             "--tables": "{{ ti.xcom_pull(task_ids='plan_batch')['tables'] | join(',') }}",
             "--source_secret_id": "{{ var.value.get('totesys_secret_id', 'etl/totesys') }}",
             "--ingestion_bucket": INGESTION_BUCKET,
+            "--commit_lag_seconds": "{{ var.value.get('totesys_commit_lag_seconds', '300') }}",
         },
         default_arguments={"--additional-python-modules": "psycopg2-binary==2.9.12"},
         outlets=[INGESTED],

@@ -1,7 +1,7 @@
 """
 ### Totesys: ingested batch → star schema in S3 → warehouse, reconciled table by table
 
-Replaces the **transform** and **load** Lambdas of the seed `totesys-oltp-to-warehouse.md` (and
+Replaces the **transform** and **load** Lambdas of the totesys pipeline (and
 the Step Functions state machine that chained them) with one DAG, driven by the completion
 marker that `totesys_ingest` writes.
 
@@ -16,8 +16,10 @@ marker that `totesys_ingest` writes.
    `dim_date`: every date the facts refer to) → crawler over the processed bucket → audit count
    per warehouse table (each fact and dimension against its source table's landing count).
 4. `load_warehouse` loads the batch into schema `totesys` in one transaction: dimensions upserted
-   (type 1), new fact versions appended (a version seen before adds nothing) → audit count of
-   the batch's rows found in each warehouse table (must equal the processed count).
+   (type 1; a row is replaced only by a newer source version, `source_last_updated`, so loading
+   an older batch again changes nothing), new fact versions appended (a version seen before adds
+   nothing) → audit count of the batch's rows found in each warehouse table (must equal the
+   processed count).
 5. `reconcile` checks every table of every layer against the marker, `archive_marker` sets the
    marker aside as loaded, `notify_success` publishes the counts per table to SNS
    `etl-success`. Any failed task publishes to `etl-failure` and sets the marker aside under

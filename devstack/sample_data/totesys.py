@@ -1,6 +1,6 @@
 """The totesys OLTP source: its schema, a realistic starting state and a simulated business day.
 
-The eleven tables of CONTRACTS.md ("Totesys"), each with ``created_at`` and ``last_updated``,
+The eleven tables of docs/contracts.md ("Totesys"), each with ``created_at`` and ``last_updated``,
 created in the ``totesys`` database as the role that owns it (``totesys_app``). ``init`` drops
 and recreates them and fills a starting state; ``business-day`` then changes the data the way
 the application would during a day: new sales orders, purchase orders, transactions and
@@ -8,9 +8,22 @@ payments; changed staff emails, counterparty contacts and order quantities; a fe
 marked paid. Every change moves ``last_updated``. Both are deterministic for a given seed
 (timestamps are the database clock, as the application's are).
 
+The column types are the real totesys database's: prices are numeric, ids are integers, and the
+agreed delivery and payment dates and the payment date are text written ``YYYY-MM-DD`` (the
+contract names these columns without promising a type, and the real source keeps them as
+text, so the pipeline reads them as the source has them).
+
+``init --from-real DIR`` makes a copy of the real database the starting state instead: the
+eleven tables exported as ``DIR/<table>.parquet`` (as pandas writes them: prices as floats,
+dates as strings, nullable ids as floats, naive timestamps), each value loaded into the column
+the schema declares (a whole float into an integer, a float price into numeric, a date string
+into text) with COPY, and each id sequence moved past the loaded ids, so ``business-day`` adds
+rows after them.
+
 CLI (connection from ``AIRFLOW_CONN_TOTESYS_DB``, JSON or URI, as in ``.local/stack.env``)::
 
     python -m devstack.sample_data.totesys init [--sales-orders 200] [--seed 7]
+    python -m devstack.sample_data.totesys init --from-real DIR
     python -m devstack.sample_data.totesys business-day [--sales-orders 20] [--seed 8]
 """
 
@@ -24,6 +37,7 @@ import random
 import sys
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 TABLES = (
@@ -74,15 +88,15 @@ CREATE TABLE sales_order (
     sales_order_id serial PRIMARY KEY, design_id int NOT NULL REFERENCES design,
     staff_id int NOT NULL REFERENCES staff, counterparty_id int NOT NULL REFERENCES counterparty,
     units_sold int NOT NULL, unit_price numeric(10,2) NOT NULL,
-    currency_id int NOT NULL REFERENCES currency, agreed_delivery_date date NOT NULL,
-    agreed_payment_date date NOT NULL, agreed_delivery_location_id int NOT NULL REFERENCES address,
+    currency_id int NOT NULL REFERENCES currency, agreed_delivery_date text NOT NULL,
+    agreed_payment_date text NOT NULL, agreed_delivery_location_id int NOT NULL REFERENCES address,
     created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
 CREATE TABLE purchase_order (
     purchase_order_id serial PRIMARY KEY, staff_id int NOT NULL REFERENCES staff,
     counterparty_id int NOT NULL REFERENCES counterparty, item_code text NOT NULL,
     item_quantity int NOT NULL, item_unit_price numeric(10,2) NOT NULL,
-    currency_id int NOT NULL REFERENCES currency, agreed_delivery_date date NOT NULL,
-    agreed_payment_date date NOT NULL, agreed_delivery_location_id int NOT NULL REFERENCES address,
+    currency_id int NOT NULL REFERENCES currency, agreed_delivery_date text NOT NULL,
+    agreed_payment_date text NOT NULL, agreed_delivery_location_id int NOT NULL REFERENCES address,
     created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
 CREATE TABLE transaction (
     transaction_id serial PRIMARY KEY, transaction_type text NOT NULL
@@ -93,7 +107,7 @@ CREATE TABLE payment (
     payment_id serial PRIMARY KEY, transaction_id int NOT NULL REFERENCES transaction,
     counterparty_id int NOT NULL REFERENCES counterparty, payment_amount numeric(12,2) NOT NULL,
     currency_id int NOT NULL REFERENCES currency, payment_type_id int NOT NULL REFERENCES payment_type,
-    paid boolean NOT NULL, payment_date date NOT NULL, company_ac_number int NOT NULL,
+    paid boolean NOT NULL, payment_date text NOT NULL, company_ac_number int NOT NULL,
     counterparty_ac_number int NOT NULL,
     created_at timestamp NOT NULL DEFAULT now(), last_updated timestamp NOT NULL DEFAULT now());
 """
@@ -314,6 +328,98 @@ def init(conn, *, sales_orders: int = 200, seed: int = 7) -> dict[str, int]:
     return table_counts(conn)
 
 
+# The tables in an order that loads every row after the rows it refers to.
+LOAD_ORDER = ("address", "currency", "department", "design", "payment_type", "counterparty", "staff",
+              "sales_order", "purchase_order", "transaction", "payment")  # fmt: skip
+
+
+class RealDataError(ValueError):
+    """The exported tables cannot be loaded into the schema as they are: says which and why."""
+
+
+def _declared_types(cursor, table: str) -> dict[str, str]:
+    """Each column of ``table`` and the type the schema declares for it (``integer``, ``text``...)."""
+    cursor.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+        (table,),
+    )
+    return dict(cursor.fetchall())
+
+
+def copy_text(value: Any, declared: str, where: str) -> str:
+    """``value`` as COPY text for a column declared ``declared`` (``where`` names it in errors).
+
+    A float in an integer column (a nullable id, as pandas exports it) must be a whole number;
+    a float in a numeric column is written as the shortest decimal that prints it, which
+    PostgreSQL rounds to the column's scale; NaN is a null; a timestamp keeps its microseconds.
+    """
+    if value is None or (isinstance(value, float) and value != value):
+        return "\\N"
+    if declared in ("integer", "bigint", "smallint"):
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise RealDataError(f"{where}: {value!r} is not a whole number, and the column is {declared}")
+            value = int(value)
+        return str(value)
+    if hasattr(value, "isoformat") and not isinstance(value, str):
+        return value.isoformat(sep=" ") if "timestamp" in declared else value.isoformat()
+    return _copy_value(value)
+
+
+def _real_rows(folder: Path, table: str, columns: dict[str, str]) -> list[str]:
+    """The COPY lines of ``folder/<table>.parquet``, in the order of ``columns``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = folder / f"{table}.parquet"
+    if not path.is_file():
+        raise RealDataError(f"{path} is missing: the folder must hold the eleven tables as <table>.parquet")
+    data = pq.read_table(path)
+    missing = [name for name in columns if name not in data.column_names]
+    unknown = [name for name in data.column_names if name not in columns]
+    if missing or unknown:
+        raise RealDataError(f"{path}: columns missing {missing}, not in the schema {unknown}")
+    arrays = []
+    for name in columns:  # timestamps as microseconds: Python datetimes, as PostgreSQL keeps them
+        values = data[name]
+        if pa.types.is_timestamp(values.type):
+            values = values.cast(pa.timestamp("us", values.type.tz))
+        arrays.append(values.to_pylist())
+    places = [(f"{table}.{name}", declared) for name, declared in columns.items()]
+    lines = []
+    for row in zip(*arrays, strict=True):
+        fields = [copy_text(value, declared, where) for value, (where, declared) in zip(row, places, strict=True)]
+        lines.append("\t".join(fields) + "\n")
+    return lines
+
+
+def init_from_real(conn, folder: str | Path) -> dict[str, int]:
+    """Recreate the schema and load the real tables exported in ``folder`` as the starting state.
+
+    Replaces whatever the source held. Every table is checked against the schema before any row
+    is written, and the load is one transaction: it loads whole or not at all. Returns the row
+    count of every table.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RealDataError(f"{folder} is not a folder")
+    with conn, conn.cursor() as cursor:
+        cursor.execute(DDL)
+        declared = {table: _declared_types(cursor, table) for table in LOAD_ORDER}
+        lines = {table: _real_rows(folder, table, declared[table]) for table in LOAD_ORDER}
+        for table in LOAD_ORDER:  # parents before the rows that refer to them
+            if lines[table]:
+                data = io.StringIO("".join(lines[table]))
+                cursor.copy_expert(f"COPY {table} ({', '.join(declared[table])}) FROM STDIN", data)  # own names
+            # The next id after the loaded ones (1 for an empty table), as if the rows had been inserted.
+            cursor.execute(
+                f"SELECT setval(pg_get_serial_sequence(%s, %s), coalesce(max({table}_id), 0) + 1, false) FROM {table}",
+                (table, f"{table}_id"),
+            )
+    return table_counts(conn)
+
+
 def business_day(conn, *, sales_orders: int = 20, seed: int = 8) -> dict[str, Any]:
     """One day of the application: new orders and payments, and changes to existing rows.
 
@@ -365,11 +471,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("init", "business-day"))
     parser.add_argument("--sales-orders", type=int, default=None, help="new sales orders (default 200 / 20)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--from-real", metavar="DIR", default=None,
+        help="init only: load the real tables exported as DIR/<table>.parquet instead of a generated state",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.from_real and args.command != "init":
+        parser.error("--from-real goes with init")
+    if args.from_real and not Path(args.from_real).is_dir():
+        parser.error(f"--from-real {args.from_real}: no such folder")
     conn = connect()
     try:
-        if args.command == "init":
-            result: Any = init(conn, sales_orders=args.sales_orders or 200, seed=7 if args.seed is None else args.seed)
+        if args.command == "init" and args.from_real:
+            result: Any = init_from_real(conn, args.from_real)
+        elif args.command == "init":
+            result = init(conn, sales_orders=args.sales_orders or 200, seed=7 if args.seed is None else args.seed)
         else:
             result = business_day(
                 conn, sales_orders=args.sales_orders or 20, seed=8 if args.seed is None else args.seed

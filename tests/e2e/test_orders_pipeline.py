@@ -1,4 +1,4 @@
-"""The orders pipeline end to end on the local stack: every good and bad batch of issue #3.
+"""The orders pipeline end to end on the local stack: a good batch, and every bad batch and fault.
 
 Each test writes its batch into hour partitions of its own (a distinct day), so a corrupt or
 drifted file in one test never reaches another test's batch, and runs ``orders_pipeline`` with

@@ -1,4 +1,4 @@
-"""The totesys pipelines end to end on the local stack (issue #4).
+"""The totesys pipelines end to end on the local stack.
 
 The source is the ``totesys`` database of the embedded PostgreSQL, reached only through the
 password-protected role ``totesys_app`` whose credentials the extract job reads from Secrets
