@@ -7,7 +7,8 @@ marker that `totesys_ingest` writes.
 
 **Steps**
 1. `wait_for_marker` waits, deferred in the triggerer, for `batch-completion/<batch_id>.json` in
-   `totesys-ingestion`; `claim_batch` takes the oldest marker and claims the batch.
+   `totesys-ingestion`; `claim_batch` takes the earliest batch (by batch id: batches load in the
+   order they were extracted, and one that has not loaded holds the ones after it) and claims it.
 2. Landing (the ingested batch, `batches/<batch_id>/<table>.parquet`): Great Expectations checks
    every table against its suite (`include/quality/totesys/landing_<table>.json`) → audit count
    per source table from the parquet footers, compared with the marker's `expected_counts`.

@@ -102,11 +102,13 @@ def claim(
     holder_alive: Callable[[str], bool],
     max_attempts: int,
     in_order: bool = False,
+    held_before: list[str] | None = None,
 ) -> Decision:
     """Decide and record the claim of one batch, in one transaction under the batch's lock.
 
     ``in_order``: a batch that would be claimed is held instead while an earlier batch of the
-    pipeline has not loaded (a reprocess of a loaded batch is never held).
+    pipeline has not loaded, or is itself held (``held_before``: the held batches before this one);
+    a reprocess of a loaded batch is never held.
     """
     keys = {"pipeline": pipeline, "batch_id": batch_id}
     with sql.transaction() as cursor:
@@ -125,6 +127,8 @@ def claim(
         )
         now = datetime.now(UTC).isoformat()
         if decision.action == "claim" and in_order and not (row and row.status == SUCCESS):
+            if held_before:
+                return Decision("hold", decision.attempts, f"waiting for batch {held_before[0]}, which is held")
             blockers = sql.execute(cursor, "audit", "blocker.sql", keys)
             if blockers:
                 earlier, status, error = blockers[0]
@@ -150,26 +154,21 @@ def claim(
     return decision
 
 
-def record_failure(pipeline: str, batch_id: str, run_id: str, marker_key: str, error: str) -> None:
-    """A batch that failed before it could be claimed (its marker breaks the contract)."""
+def record_failure(pipeline: str, batch_id: str, run_id: str, marker_key: str, error: str) -> bool:
+    """A batch whose marker breaks the contract: FAILED, unless it already loaded or a run holds it
+    (then False: its row is kept)."""
     with sql.transaction() as cursor:
         ensure_tables(cursor)
-        now = datetime.now(UTC).isoformat()
         keys = {"pipeline": pipeline, "batch_id": batch_id}
         sql.execute(cursor, "audit", "lock_batch.sql", keys)
-        sql.execute(
-            cursor,
-            "audit",
-            "claim_batch.sql",
-            {**keys, "marker_key": marker_key, "marker_version": None, "expected_counts": {},
-             "dag_run_id": run_id, "now": now, "attempts": 1},
-        )  # fmt: skip
-        sql.execute(cursor, "audit", "finish_batch.sql", {**keys, "dag_run_id": run_id, "status": FAILED,
-                                                          "error": error, "now": now})  # fmt: skip
+        recorded = sql.execute(cursor, "audit", "record_invalid_marker.sql", {**keys, "marker_key": marker_key,
+                               "dag_run_id": run_id, "now": datetime.now(UTC).isoformat(), "error": error})  # fmt: skip
+    return bool(recorded)
 
 
 def close(pipeline: str, batch_id: str, run_id: str, status: str, error: str | None = None) -> None:
-    """Close the batch with its outcome; raise if this run no longer holds it."""
+    """Close the batch with its outcome; raise if this run no longer holds it (or, to fail it, no
+    longer runs it)."""
     with sql.transaction() as cursor:
         sql.execute(
             cursor,
@@ -185,6 +184,21 @@ def close(pipeline: str, batch_id: str, run_id: str, status: str, error: str | N
             )
 
 
+def check_holder(cursor, pipeline: str, batch_id: str, run_id: str) -> None:
+    """Raise ClaimRefused unless this run holds the batch; the row stays locked until the caller's
+    transaction ends, so no other run can take the batch meanwhile."""
+    if not sql.execute(cursor, "audit", "holds_batch.sql",
+                       {"pipeline": pipeline, "batch_id": batch_id, "dag_run_id": run_id}):  # fmt: skip
+        raise ClaimRefused(f"batch {batch_id} of {pipeline} is no longer held by run {run_id}: another run took "
+                           "it over, so this run neither loads nor counts it")  # fmt: skip
+
+
+def first_unloaded(pipeline: str) -> str | None:
+    """The pipeline's earliest batch that has not loaded (for a pipeline that loads in order)."""
+    rows = sql.run("audit", "first_unloaded.sql", {"pipeline": pipeline})
+    return rows[0][0] if rows else None
+
+
 def request_rerun(pipeline: str, batch_id: str) -> None:
     sql.run("audit", "request_rerun.sql", {"pipeline": pipeline, "batch_id": batch_id})
 
@@ -198,29 +212,29 @@ def batch_of_run(pipeline: str, run_id: str) -> dict[str, Any] | None:
 
 
 def record_layer(pipeline: str, batch_id: str, run_id: str, result: dict[str, Any]) -> None:
-    """One audit row for the layer: its ``rows`` (by default the sum of its entities' counts)."""
-    sql.run(
-        "audit",
-        "record_layer_count.sql",
-        {
-            "pipeline": pipeline,
-            "batch_id": batch_id,
-            "layer": result["layer"],
-            "row_count": result.get("rows", sum(result["counts"].values())),
-            "details": {"counts": result["counts"], **result.get("details", {})},
-            "dag_run_id": run_id,
-            "now": result["counted_at"],
-        },
-    )
+    """One audit row for the layer: its ``rows`` (by default the sum of its entities' counts).
+    Only the run that holds the batch records counts."""
+    with sql.transaction() as cursor:
+        check_holder(cursor, pipeline, batch_id, run_id)
+        sql.execute(
+            cursor,
+            "audit",
+            "record_layer_count.sql",
+            {
+                "pipeline": pipeline,
+                "batch_id": batch_id,
+                "layer": result["layer"],
+                "row_count": result.get("rows", sum(result["counts"].values())),
+                "details": {"counts": result["counts"], **result.get("details", {})},
+                "dag_run_id": run_id,
+                "now": result["counted_at"],
+            },
+        )
 
 
 def counts_of_run(pipeline: str, batch_id: str, run_id: str) -> list[dict[str, Any]]:
     """What this run has counted for the batch so far: [{layer, counts, counted_at}], oldest first."""
-    with sql.transaction() as cursor:
-        ensure_tables(cursor)
-        rows = sql.execute(
-            cursor, "audit", "counts_of_run.sql", {"pipeline": pipeline, "batch_id": batch_id, "dag_run_id": run_id}
-        )
+    rows = sql.run("audit", "counts_of_run.sql", {"pipeline": pipeline, "batch_id": batch_id, "dag_run_id": run_id})
     return [
         {"layer": layer, "counts": (details or {}).get("counts", {}), "counted_at": counted_at.isoformat()}
         for layer, details, counted_at in rows or []

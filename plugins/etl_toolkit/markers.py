@@ -82,7 +82,9 @@ class MarkerStore:
                 return key
         return None
 
-    def set_aside(self, key: str, outcome: str, reason: dict[str, Any] | None = None) -> str:
+    def set_aside(
+        self, key: str, outcome: str, reason: dict[str, Any] | None = None, if_version: str | None = None
+    ) -> str:
         """Move a marker to batch-archive/<outcome>/, with the reason in a sibling .reason.json.
 
         The reason is written first: a marker is never in the archive without its reason.
@@ -96,12 +98,38 @@ class MarkerStore:
                 ContentType="application/json",
             )
         if key != target:
-            self.client.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key})
+            copy = {"Bucket": self.bucket, "Key": target, "CopySource": {"Bucket": self.bucket, "Key": key}}
+            if if_version:
+                # Copies only the version that was checked: on S3 a marker written again in between
+                # fails the copy (PreconditionFailed) instead of being archived unseen. The local
+                # emulator does not enforce it; the head_object check before covers all but that gap.
+                copy["CopySourceIfMatch"] = f'"{if_version.split("@", 1)[0]}"'
+            self.client.copy_object(**copy)
             self.client.delete_object(Bucket=self.bucket, Key=key)
+        # One archived copy per batch: an older one elsewhere (failed, then loaded) would be found first.
+        name = target.rsplit("/", 1)[-1]
+        for other in (LOADED, FAILED, HELD) if outcome in (LOADED, FAILED, HELD) else ():
+            stale = f"{ARCHIVE_PREFIX}{other}/{name}"
+            if stale not in (target, key):
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": [
+                    {"Key": stale}, {"Key": f"{stale.removesuffix('.json')}.reason.json"}], "Quiet": True})  # fmt: skip
         return target
 
-    def release_held(self) -> list[str]:
-        """Put every held marker back under batch-completion/, in batch-id order; returns their keys."""
+    def held(self) -> list[str]:
+        """Batch ids of the held markers, in batch-id order."""
+        ids = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{ARCHIVE_PREFIX}{HELD}/"
+        ):
+            for obj in page.get("Contents", []):
+                name = obj["Key"].rsplit("/", 1)[-1]
+                if name.endswith(".json") and not name.endswith(".reason.json"):
+                    ids.append(name.removesuffix(".json"))
+        return sorted(ids)
+
+    def release_held(self, before: str | None = None) -> list[str]:
+        """Put the held markers (those before batch ``before``, if given) back under
+        batch-completion/, in batch-id order; returns their keys."""
         released = []
         for page in self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=f"{ARCHIVE_PREFIX}{HELD}/"
@@ -110,12 +138,15 @@ class MarkerStore:
                 name = obj["Key"].rsplit("/", 1)[-1]
                 if name.endswith(".reason.json") or not name.endswith(".json"):
                     continue
-                released.append(obj["Key"])
-        for key in sorted(released):
+                if before is None or name.removesuffix(".json") < before:
+                    released.append(obj["Key"])
+        released.sort()
+        for key in released:
             target = f"{BATCH_MARKER_PREFIX}{key.rsplit('/', 1)[-1]}"
-            self.client.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key})
+            if self.version(target) is None:  # upstream may have written it again meanwhile: that one wins
+                self.client.copy_object(Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key})
             self.client.delete_object(Bucket=self.bucket, Key=key)
-        return sorted(released)
+        return released
 
     def archive_if_unchanged(
         self, batch_id: str, claimed_version: str | None, outcome: str = LOADED, reason: dict | None = None
@@ -134,4 +165,11 @@ class MarkerStore:
         key = pending if current is not None else self.find(batch_id)
         if key is None:
             return {"archived": None, "reason": f"no marker of batch {batch_id} left to archive"}
-        return {"archived": self.set_aside(key, outcome, reason)}
+        from botocore.exceptions import ClientError
+
+        try:
+            return {"archived": self.set_aside(key, outcome, reason, if_version=claimed_version if current else None)}
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in ("PreconditionFailed", "412"):
+                raise
+            return {"kept": pending, "reason": "written again while the batch ran (it changed as it was archived)"}

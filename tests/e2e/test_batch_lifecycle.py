@@ -140,6 +140,12 @@ def test_a_failure_notification_that_cannot_be_published_still_sets_the_batch_as
     assert run_dag(orders_dag)[0].state == "success"
     assert audit_row(warehouse, "life-after-unpublished")["status"] == "SUCCESS"
 
+    # With the topic put right, the next failure is published again (the notifier renders its
+    # topic for every failure, not once for the life of the DAG object).
+    write_marker(aws("s3"), LANDING, "life-topic-fixed", "{not json")
+    assert run_dag(orders_dag)[0].state == "failed"
+    assert [m["subject"] for m in inbox("etl-failure-inbox")] == ["FAILURE orders life-topic-fixed"]
+
 
 def test_a_batch_whose_runs_keep_dying_is_given_up_after_three_attempts_and_the_next_one_loads(
     aws, orders_dag, inbox, warehouse, batch_start
@@ -336,3 +342,21 @@ def test_a_marker_without_timestamps_reads_the_data_of_its_own_files_only(aws, o
         Bucket="fo-to-dw-orders-staging-area", Key="audit/landing/run_id=life-no-window/counts.json")["Body"].read())
     own_day = start + timedelta(days=60)
     assert report["objects"] and all(f"month={own_day:%m}/day={own_day:%d}/" in key for key in report["objects"])
+
+
+def test_a_broken_rewrite_of_a_loaded_batchs_marker_fails_but_leaves_the_batch_loaded(
+    aws, orders_dag, inbox, warehouse, batch_start
+):
+    write_orders_batch(aws("s3"), LANDING, "life-loaded-then-broken", orders=20, seed=48, started_at=batch_start)
+    assert run_dag(orders_dag)[0].state == "success"
+
+    write_marker(aws("s3"), LANDING, "life-loaded-then-broken", "{not json")
+    dag_run, tis = run_dag(orders_dag)
+
+    assert dag_run.state == "failed" and tis["claim_batch"].state == "failed"
+    assert [m["subject"] for m in inbox("etl-failure-inbox")] == ["FAILURE orders life-loaded-then-broken"]
+    assert audit_row(warehouse, "life-loaded-then-broken")["status"] == "SUCCESS"
+    # The broken rewrite is rejected beside its reason; the loaded marker stays where a reprocess finds it.
+    assert key_exists(aws, "batch-archive/rejected/life-loaded-then-broken.json")
+    assert key_exists(aws, "batch-archive/loaded/life-loaded-then-broken.json")
+    assert not key_exists(aws, "batch-archive/failed/life-loaded-then-broken.json")

@@ -16,12 +16,28 @@ CREATE TABLE IF NOT EXISTS audit.batches (
     error            text,
     PRIMARY KEY (pipeline, batch_id)
 );
--- Claims since the batch last started afresh: a batch whose runs keep dying is given up on.
-ALTER TABLE audit.batches ADD COLUMN IF NOT EXISTS attempts int NOT NULL DEFAULT 1;
--- The marker version (ETag@LastModified) the batch was claimed with.
-ALTER TABLE audit.batches ADD COLUMN IF NOT EXISTS marker_version text;
--- The marker was written again while the batch ran: the next claim loads it again.
-ALTER TABLE audit.batches ADD COLUMN IF NOT EXISTS rerun_requested boolean NOT NULL DEFAULT false;
+-- Columns added since the table was first created. ALTER TABLE takes an exclusive lock even when
+-- the column exists, and this file runs before every claim: alter only where one is missing.
+--   attempts         claims since the batch last started afresh (a batch whose runs keep dying
+--                    is given up on)
+--   marker_version   the marker version (ETag@LastModified) the batch was claimed with
+--   rerun_requested  the marker was written again while the batch ran: the next claim loads it again
+DO $$
+DECLARE
+    added text[];
+BEGIN
+    FOREACH added SLICE 1 IN ARRAY ARRAY[
+        ['attempts', 'int NOT NULL DEFAULT 1'],
+        ['marker_version', 'text'],
+        ['rerun_requested', 'boolean NOT NULL DEFAULT false']
+    ] LOOP
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                       WHERE table_schema = 'audit' AND table_name = 'batches' AND column_name = added[1]) THEN
+            EXECUTE 'ALTER TABLE audit.batches ADD COLUMN ' || quote_ident(added[1]) || ' ' || added[2];
+        END IF;
+    END LOOP;
+END
+$$;
 
 CREATE TABLE IF NOT EXISTS audit.layer_counts (
     pipeline    text        NOT NULL,

@@ -12,7 +12,8 @@ layer that nothing counts fails the DAG's import.
 
 What a count reads is metadata: parquet footers, ``count(*)`` in the warehouse, or the small
 report of a Glue audit job that counted a layer whose count needs the data (the landing layer of
-an at-least-once stream, where re-delivered copies must be dropped first).
+an at-least-once stream, where re-delivered copies must be dropped first). The one exception is
+``count_tables_matching_parquet``, which reads a batch's key columns (totesys' warehouse layer).
 """
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ def _candidates(store: MarkerStore, requested: str | None, by_batch_id: bool = F
             store.set_aside(obj["Key"], REJECTED, {"key": obj["Key"], "error": str(error)})
             continue
         keys.append(obj["Key"])
-    return sorted(keys) if by_batch_id else keys
+    return sorted(keys, key=batch_id_from_key) if by_batch_id else keys
 
 
 def claim(pipeline, context, *, aws_conn_id: str = AWS_CONN_ID) -> dict[str, Any]:
@@ -241,9 +241,11 @@ def claim(pipeline, context, *, aws_conn_id: str = AWS_CONN_ID) -> dict[str, Any
         try:
             marker = parse_marker(marker_key(batch_id), body)
         except InvalidMarker as error:
-            # Set aside first, so the batches behind it run; the failure notifier then announces it.
-            store.set_aside(key, FAILED, {"batch_id": batch_id, "key": key, "error": str(error), "dag_run_id": run_id})
-            ledger.record_failure(pipeline.name, batch_id, run_id, key, str(error))
+            # Set aside, so the batches behind it run; the failure notifier then announces it. A broken
+            # rewrite of a loaded (or running) batch's marker is rejected instead: the batch stays as it is.
+            recorded = ledger.record_failure(pipeline.name, batch_id, run_id, key, str(error))
+            store.set_aside(key, FAILED if recorded else REJECTED,
+                            {"batch_id": batch_id, "key": key, "error": str(error), "dag_run_id": run_id})  # fmt: skip
             raise
         try:
             decision = ledger.claim(
@@ -258,6 +260,7 @@ def claim(pipeline, context, *, aws_conn_id: str = AWS_CONN_ID) -> dict[str, Any
                 holder_alive=_holder_alive(dag_id),
                 max_attempts=pipeline.max_attempts or MAX_ATTEMPTS,
                 in_order=pipeline.in_order,
+                held_before=[held for held in store.held() if held < batch_id] if pipeline.in_order else [],
             )
         except HolderUnknown as error:  # retried: by then the holder's state can be told
             raise HolderUnknown(f"batch {batch_id}: {error}; not taking it while its holder may be alive") from error
@@ -305,14 +308,20 @@ def _give_up(pipeline, store: MarkerStore, key: str, batch_id: str, reason: str,
         "counts": {},
         "task_id": ti.task_id,
         "try_number": ti.try_number,
-        "error": f"batch {batch_id} {reason}: set aside as failed, so the batches behind it run",
+        "error": f"batch {batch_id} {reason}: set aside as failed"
+        + (", and the batches behind it are held until it loads" if pipeline.in_order
+           else ", so the batches behind it run"),
         "log_url": ti.log_url,
     }
     store.set_aside(key, FAILED, {**facts, "failed_at": datetime.now(UTC).isoformat()})
     _log.error("Gave up on batch %s: %s; its marker is now in the failed archive.", batch_id, reason)
     subject, message = messages.build_message(messages.FAILURE, pipeline.name, facts)
     topic = Variable.get(FAILURE_TOPIC_VARIABLE, default=FAILURE_TOPIC_DEFAULT)
-    sns.publish(sns.sns_hook(), topic, subject, message)
+    try:
+        sns.publish(sns.sns_hook(), topic, subject, message)
+    except Exception:  # the batch is set aside already; a retry would find nothing left to announce
+        _log.error("COULD NOT PUBLISH %r to %s; batch %s is set aside regardless", subject, topic, batch_id,
+                   exc_info=True)  # fmt: skip
 
 
 def claim_batch(frame: BatchFrame, *, task_id: str = "claim_batch"):
@@ -355,7 +364,8 @@ def archive_marker(frame: BatchFrame, *, aws_conn_id: str = AWS_CONN_ID):
             ledger.request_rerun(pipeline.name, claim["batch_id"])
             _log.warning("Kept %s pending: %s. The batch runs again next.", outcome["kept"], outcome["reason"])
         if pipeline.in_order:
-            released = store.release_held()
+            # Only the held batches before the earliest one that still has not loaded may go on.
+            released = store.release_held(before=ledger.first_unloaded(pipeline.name))
             if released:
                 _log.info("Batch %s loaded: released the batches it held, in order: %s", claim["batch_id"], released)
             outcome["released"] = released

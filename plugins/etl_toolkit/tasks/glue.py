@@ -4,7 +4,7 @@
 
 - the script is the file versioned beside the DAG (``include/glue_scripts/<pipeline>/``): the
   operator uploads it on every run (``replace_script_file``) and keeps the job definition in step
-  with the DAG (``update_config``), so what runs is always what was reviewed;
+  with the DAG (``update_config``), so what runs is always the script versioned beside it;
 - Glue 5.0 and the role, artifacts bucket and poll interval from ``etl_toolkit.settings``;
 - a failed run fails the task with the script's own error (``GetJobRun.ErrorMessage``), not just
   "Run State: FAILED", so the failure notification says what went wrong;

@@ -2,13 +2,16 @@
 
 Layer 4. Failures go through ``BatchFailureNotifier``, the provider's ``SnsNotifier`` attached to
 every task through ``default_args`` (DAG-level failure callbacks have open problems on Airflow
-3.1+, apache/airflow#63374). It first sets the run's batch aside - the marker to the failed
-archive with its reason, the ledger to FAILED - so that nothing it does later can leave the batch
-claimed, and only then publishes. A publish that fails is logged as an error and raised.
+3.1+). It first sets the run's batch aside - the ledger to FAILED, then the marker to the failed
+archive with its reason - and only then publishes, so a publish that fails (logged as an error
+and raised) never leaves the batch claimed. If the warehouse cannot be reached, the batch stays
+claimed by a run that has ended: the next claim takes it over and counts an attempt, and after
+``max_attempts`` gives up on it, so it cannot hold the batches behind it for good.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from datetime import UTC, datetime
@@ -18,7 +21,7 @@ from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 from airflow.sdk import TriggerRule, task
 
 from etl_toolkit import ledger, messages, sns
-from etl_toolkit.contract import FAILED, ClaimRefused, HolderUnknown, marker_key
+from etl_toolkit.contract import ARCHIVE_PREFIX, FAILED, LOADED, ClaimRefused, HolderUnknown, marker_key
 from etl_toolkit.markers import MarkerStore
 from etl_toolkit.settings import AWS_CONN_ID, FAILURE_TOPIC, SUCCESS_TOPIC_DEFAULT, SUCCESS_TOPIC_VARIABLE
 from etl_toolkit.tasks.frame import BatchFrame
@@ -38,6 +41,14 @@ class BatchFailureNotifier(SnsNotifier):
         super().__init__(target_arn=FAILURE_TOPIC, message="", **kwargs)  # the message is built in notify()
         self.pipeline = pipeline
         self.landing_bucket = landing_bucket
+        self._templates = {name: getattr(self, name) for name in self.template_fields}
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        # Rendering replaces the templates with their values on this object, which lives as long as
+        # its DAG object: render from the templates every time, so a Variable changed since counts.
+        for name, template in self._templates.items():
+            setattr(self, name, copy.deepcopy(template))
+        super().render_template_fields(context, jinja_env)
 
     def notify(self, context):
         ti, run_id = context["ti"], context["run_id"]
@@ -86,22 +97,34 @@ class BatchFailureNotifier(SnsNotifier):
             return {}
 
     def _set_aside(self, held: dict[str, Any], facts: dict[str, Any]) -> str:
-        """The marker to the failed archive (unless it was written again: then it stays pending and
-        runs again), the ledger to FAILED. Each step is tried even if the other fails."""
-        batch_id, outcome = held["batch_id"], "the batch stays claimed"
-        reason = {**facts, "failed_at": datetime.now(UTC).isoformat()}
+        """The ledger to FAILED first, then the marker to the failed archive (unless it was written
+        again: then it stays pending and runs again). Should the marker not move, the next claim
+        finds the batch FAILED with its marker still pending, and counts an attempt.
+
+        A failed reprocess of a batch that had loaded (its marker came from the loaded archive)
+        leaves the batch loaded: the load is one transaction, so the warehouse is as it was."""
+        batch_id, run_id = held["batch_id"], facts["dag_run_id"]
+        if (held.get("marker_key") or "").startswith(f"{ARCHIVE_PREFIX}{LOADED}/"):
+            try:
+                ledger.close(self.pipeline, batch_id, run_id, ledger.SUCCESS, f"reprocess failed: {facts['error']}")
+                return "a reprocess failed; the batch stays loaded and its marker where it was"
+            except Exception:
+                log.exception("Could not record that the reprocess of batch %s failed", batch_id)
+                return "the batch stays claimed"
+        try:
+            ledger.close(self.pipeline, batch_id, run_id, ledger.FAILED, facts["error"])
+        except Exception:
+            log.exception("Could not record batch %s as FAILED; it stays claimed until a claim finds its run "
+                          "ended (an attempt is counted)", batch_id)  # fmt: skip
         try:
             store = MarkerStore(self.landing_bucket, self.aws_conn_id)
+            reason = {**facts, "failed_at": datetime.now(UTC).isoformat()}
             moved = store.archive_if_unchanged(batch_id, held.get("marker_version"), outcome=FAILED, reason=reason)
             outcome = f"marker kept pending: {moved['reason']}" if "kept" in moved else f"marker at {moved['archived']}"
             log.info("Batch %s set aside: %s", batch_id, outcome)
         except Exception:
             log.exception("Could not set the marker of batch %s (%s) aside", batch_id, marker_key(batch_id))
             outcome = "the marker could not be set aside"
-        try:
-            ledger.close(self.pipeline, batch_id, facts["dag_run_id"], ledger.FAILED, facts["error"])
-        except Exception:
-            log.exception("Could not record batch %s as FAILED", batch_id)
         return outcome
 
 

@@ -48,6 +48,7 @@ def load_batch(*, task_id: str, files: list[str], count_sql: str, must_equal: tu
         expected = counted[layer][entity]
         parameters = {"batch_id": batch_id, "loaded_at": context["dag_run"].run_after.isoformat()}
         with sql.transaction() as cursor:
+            ledger.check_holder(cursor, pipeline, batch_id, context["run_id"])
             for name in files:
                 sql.execute(cursor, pipeline, name, parameters)
             loaded = sql.execute(cursor, pipeline, count_sql, {"batch_id": batch_id})[0][0]
@@ -94,6 +95,7 @@ def load_parquet_tables(
         hook = s3.s3_hook()
         filesystem = s3.s3_filesystem(hook=hook)
         with sql.transaction() as cursor:
+            ledger.check_holder(cursor, pipeline, batch_id, context["run_id"])
             for entity, prefix in datasets.items():
                 objects = s3.data_objects(bucket, prefix.format(batch_id=batch_id), hook=hook)
                 tables = [pq.read_table(f"{bucket}/{key}", filesystem=filesystem) for key in objects]
