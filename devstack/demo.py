@@ -36,6 +36,7 @@ def main(pipeline: str, orders: int, seed: int) -> int:
     stack_process = None
     if not stack_answers(env_file):
         print("starting the local stack for the demo (make stack keeps one running)...", flush=True)
+        DEFAULT_STATE_DIR.mkdir(parents=True, exist_ok=True)  # a fresh clone has no .local/ yet
         stack_process = subprocess.Popen(
             [sys.executable, "-m", "devstack", "up", "--exit-with-parent"],
             cwd=REPO_ROOT,
