@@ -85,7 +85,7 @@ class Verdict:
 
     benchmark: str
     title: str
-    passed: bool | None  # None: the brief sets no target, the block only reports
+    passed: bool | None  # None: no target is set, the block only reports
 
 
 def result_block(

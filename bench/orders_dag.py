@@ -21,8 +21,8 @@ task start-up, XCom, the sensor) and the in-Airflow tasks, which read metadata o
 count from the audit job's JSON report, the Great Expectations schema checks and the staging count
 from parquet footers, the crawlers, reconcile and SNS; the block breaks it down. One run per
 ``--repeat`` (default 1: it is the slowest benchmark), each in a fresh process on a fresh batch,
-after an untimed warm-up run on 1,000 orders that fills the bytecode cache. The brief sets no
-target: the block reports.
+after an untimed warm-up run on 1,000 orders that fills the bytecode cache. No target is
+set: the block reports.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def run(session: Session) -> list[Verdict]:
             candidate=("dag.test() wall", f"{wall:.1f} s ({session.orders / wall:,.0f} orders/s end to end)"),
             difference=f"orchestration share {orchestration:.1f} s = {orchestration / wall:.0%} of the wall time",
             ratio=f"wall / work = {wall / work:.2f}",
-            target="none set by the brief (report only)",
+            target="none set (report only)",
             passed=None,
             details=[
                 "orchestration share, broken down: "

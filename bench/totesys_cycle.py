@@ -22,7 +22,7 @@ task start-up, XCom, the sensor) and the in-Airflow tasks (Great Expectations ch
 ingested tables and the landing and processed counts, all from parquet footers; the crawler;
 reconcile, archive, SNS); the block breaks it down. One run per ``--repeat`` (default 1), each in
 a fresh process, after an untimed warm-up cycle on a source of 1,000 sales orders that fills the
-bytecode cache. The brief sets no target: the block reports.
+bytecode cache. No target is set: the block reports.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def run(session: Session) -> list[Verdict]:
             ),
             difference=f"orchestration share {orchestration:.1f} s = {orchestration / wall:.0%} of the wall time",
             ratio=f"wall / work = {wall / work:.2f}",
-            target="none set by the brief (report only)",
+            target="none set (report only)",
             passed=None,
             details=[
                 "orchestration share, broken down: "

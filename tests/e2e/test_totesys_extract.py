@@ -37,19 +37,8 @@ LAG_SECONDS = 15
 
 
 @pytest.fixture(scope="module")
-def source_conn(stack):
-    conn = source.connect(stack["AIRFLOW_CONN_TOTESYS_DB"])  # the application's own role
-    yield conn
-    conn.close()
-
-
-@pytest.fixture(scope="module")
-def fresh(stack, aws, airflow_db, source_conn):
-    """A source in its starting state and an empty ingestion bucket."""
-    s3 = aws("s3")
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=INGESTION):
-        for obj in page.get("Contents", []):
-            s3.delete_object(Bucket=INGESTION, Key=obj["Key"])
+def fresh(no_totesys, source_conn):
+    """A source in its starting state, and no trace of totesys in S3 or the warehouse."""
     return source.init(source_conn, sales_orders=20, seed=31)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 
-import psycopg2
 import pytest
 
 from devstack.resources import read_inbox
@@ -25,34 +24,8 @@ REFUSE = "ALTER TABLE totesys.fact_sales_order ADD CONSTRAINT refuse_new_rows CH
 
 
 @pytest.fixture(scope="module")
-def source_conn(stack):
-    conn = source.connect(stack["AIRFLOW_CONN_TOTESYS_DB"])
-    yield conn
-    conn.close()
-
-
-@pytest.fixture(scope="module")
-def sql(warehouse_dsn):
-    def query(statement: str, *parameters):
-        with psycopg2.connect(warehouse_dsn) as conn, conn.cursor() as cursor:
-            cursor.execute(statement, parameters)
-            return cursor.fetchall() if cursor.description else None
-
-    return query
-
-
-@pytest.fixture(scope="module")
-def fresh(stack, aws, airflow_db, source_conn, sql):
+def fresh(no_totesys, source_conn):
     """A source in its starting state, and no trace of totesys in S3 or the warehouse."""
-    s3 = aws("s3")
-    for bucket in (INGESTION, PROCESSED):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for obj in page.get("Contents", []):
-                s3.delete_object(Bucket=bucket, Key=obj["Key"])
-    sql("DROP SCHEMA IF EXISTS totesys CASCADE")
-    if sql("SELECT 1 FROM information_schema.tables WHERE table_schema = 'audit' AND table_name = 'batches'"):
-        sql("DELETE FROM audit.layer_counts WHERE pipeline = 'totesys'")
-        sql("DELETE FROM audit.batches WHERE pipeline = 'totesys'")
     return source.init(source_conn, sales_orders=30, seed=17)
 
 

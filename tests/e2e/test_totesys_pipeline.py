@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 
-import psycopg2
 import pytest
 
 from devstack.resources import read_inbox
@@ -50,34 +49,13 @@ FOREIGN_KEYS = [
 
 
 @pytest.fixture(scope="module")
-def source_conn(stack):
-    conn = source.connect(stack["AIRFLOW_CONN_TOTESYS_DB"])
-    yield conn
-    conn.close()
+def warehouse(sql):
+    return sql
 
 
 @pytest.fixture(scope="module")
-def warehouse(warehouse_dsn):
-    def query(sql: str, *parameters):
-        with psycopg2.connect(warehouse_dsn) as conn, conn.cursor() as cursor:
-            cursor.execute(sql, parameters)
-            return cursor.fetchall() if cursor.description else None
-
-    return query
-
-
-@pytest.fixture(scope="module")
-def fresh(stack, aws, airflow_db, source_conn, warehouse):
+def fresh(no_totesys, source_conn):
     """A source in its starting state, and no trace of totesys in S3 or the warehouse."""
-    s3 = aws("s3")
-    for bucket in (INGESTION, PROCESSED):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for obj in page.get("Contents", []):
-                s3.delete_object(Bucket=bucket, Key=obj["Key"])
-    warehouse("DROP SCHEMA IF EXISTS totesys CASCADE")
-    if warehouse("SELECT 1 FROM information_schema.tables WHERE table_schema = 'audit' AND table_name = 'batches'"):
-        warehouse("DELETE FROM audit.layer_counts WHERE pipeline = 'totesys'")
-        warehouse("DELETE FROM audit.batches WHERE pipeline = 'totesys'")
     return source.init(source_conn, sales_orders=40, seed=7)
 
 

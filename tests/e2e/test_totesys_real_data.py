@@ -18,7 +18,6 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg2
 import pyarrow.parquet as pq
 import pytest
 
@@ -57,34 +56,8 @@ FOREIGN_KEYS = [
 
 
 @pytest.fixture(scope="module")
-def source_conn(stack):
-    conn = source.connect(stack["AIRFLOW_CONN_TOTESYS_DB"])
-    yield conn
-    conn.close()
-
-
-@pytest.fixture(scope="module")
-def sql(warehouse_dsn):
-    def query(statement: str, *parameters):
-        with psycopg2.connect(warehouse_dsn) as conn, conn.cursor() as cursor:
-            cursor.execute(statement, parameters)
-            return cursor.fetchall() if cursor.description else None
-
-    return query
-
-
-@pytest.fixture(scope="module")
-def clean(stack, aws, airflow_db, sql):
+def clean(no_totesys):
     """No trace of totesys in S3 or the warehouse."""
-    s3 = aws("s3")
-    for bucket in (INGESTION, PROCESSED):
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for obj in page.get("Contents", []):
-                s3.delete_object(Bucket=bucket, Key=obj["Key"])
-    sql("DROP SCHEMA IF EXISTS totesys CASCADE")
-    if sql("SELECT 1 FROM information_schema.tables WHERE table_schema = 'audit' AND table_name = 'batches'"):
-        sql("DELETE FROM audit.layer_counts WHERE pipeline = 'totesys'")
-        sql("DELETE FROM audit.batches WHERE pipeline = 'totesys'")
 
 
 def source_query(conn, statement: str, *parameters) -> list[tuple]:
