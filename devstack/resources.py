@@ -1,7 +1,7 @@
 """The one definition of the AWS resources the local stack provisions.
 
 ``make stack``, the docker-compose init service, the demo and the tests all provision from
-here, so a bucket or topic named in docs/contracts.md exists in every local environment and nowhere
+here, so a bucket or topic named in docs/interfaces.md exists in every local environment and nowhere
 is a second list to keep in step. Provisioning is idempotent.
 """
 
@@ -22,7 +22,7 @@ BUCKETS = (
 )
 
 # Each topic has an SQS queue subscribed, named after it with "-inbox", so every published
-# message can be read back (docs/contracts.md, Notifications).
+# message can be read back (docs/interfaces.md, Notifications).
 TOPICS = ("etl-success", "etl-failure")
 
 GLUE_ROLE_NAME = "etl-glue-job-role"

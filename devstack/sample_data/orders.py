@@ -1,6 +1,6 @@
 """Sample orders as the ``orders-firehose`` delivery stream lands them, plus the batch marker.
 
-The files look like Firehose's record-format conversion output (docs/contracts.md, "Orders"):
+The files look like Firehose's record-format conversion output (docs/interfaces.md, "Orders"):
 snappy parquet with exactly the landing schema, under
 ``orders/year=YYYY/month=MM/day=DD/hour=HH/`` by processing time, several objects per hour
 named ``orders-firehose-1-YYYY-MM-DD-HH-MM-SS-<uuid>.parquet``.

@@ -1,6 +1,6 @@
 """The totesys OLTP source: its schema, a realistic starting state and a simulated business day.
 
-The eleven tables of docs/contracts.md ("Totesys"), each with ``created_at`` and ``last_updated``,
+The eleven tables of docs/interfaces.md ("Totesys"), each with ``created_at`` and ``last_updated``,
 created in the ``totesys`` database as the role that owns it (``totesys_app``). ``init`` drops
 and recreates them and fills a starting state; ``business-day`` then changes the data the way
 the application would during a day: new sales orders, purchase orders, transactions and

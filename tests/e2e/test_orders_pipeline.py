@@ -254,7 +254,7 @@ def test_an_order_delivered_again_with_no_products_loses_its_lines(aws, orders_d
     (emptied, emptied_lines), (nulled, nulled_lines) = orders_with_lines(warehouse, "e2e-nolines-1", 2)
 
     # Batch two re-delivers one order with an empty products list and one with null products:
-    # both mean "no lines" (docs/contracts.md), so both orders must lose every line.
+    # both mean "no lines" (docs/interfaces.md), so both orders must lose every line.
     redeliver(aws, batch_start, "e2e-nolines-2", batch_start + timedelta(hours=5), {emptied: [], nulled: None})
     dag_run, tis = run_dag(orders_dag)
 

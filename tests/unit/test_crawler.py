@@ -22,7 +22,7 @@ from devstack import crawler
 REGION = "eu-west-1"
 ROLE = "arn:aws:iam::123456789012:role/etl-glue-job-role"
 
-# The landing layout of docs/contracts.md (orders): what Firehose writes.
+# The landing layout of docs/interfaces.md (orders): what Firehose writes.
 PRODUCT = pa.struct(
     [
         ("product_code", pa.string()),

@@ -23,7 +23,7 @@ from devstack.sample_data import orders as sample
 REGION = "eu-west-1"
 STARTED_AT = datetime(2026, 11, 25, 8, 20, tzinfo=UTC)
 
-# docs/contracts.md, "Orders": the landing columns, written out here so the generator cannot drift.
+# docs/interfaces.md, "Orders": the landing columns, written out here so the generator cannot drift.
 PRODUCT = pa.struct(
     [
         ("product_code", pa.string()),

@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if not BATCH_ID.fullmatch(batch_id):
         raise ValueError(f"batch id {batch_id!r} does not match {BATCH_ID.pattern}")
     job_run_id = re.sub(r"[^A-Za-z0-9_.-]", "_", optional_option(argv, "JOB_RUN_ID") or "local")
-    # --late_minutes defaults to 0, as docs/contracts.md promises.
+    # --late_minutes defaults to 0, as docs/interfaces.md promises.
     late_minutes = float(optional_option(argv, "late_minutes") or 0)
     prefixes = batch_prefixes(args["landing_prefix"], args["started_at"], args["completed_at"], late_minutes)
     location = f"{args['staging_bucket']}/{_folder(args['staging_prefix'])}run_id={batch_id}/"

@@ -20,7 +20,7 @@ Window  fixed once per batch, before anything is extracted, and recorded in
 Writes  s3://<ingestion_bucket>/batches/<batch_id>/<table>.parquet  one file per table, empty
         (with the table's schema) when nothing changed;
         s3://<ingestion_bucket>/batch-completion/<batch_id>.json     the completion marker
-        (docs/contracts.md) with ``expected_counts`` and ``windows`` (from, to) per table, after every
+        (docs/interfaces.md) with ``expected_counts`` and ``windows`` (from, to) per table, after every
         table is written;
         s3://<ingestion_bucket>/watermarks.json                      each table's watermark, moved
         last and only to its window's ``to``: if anything before it fails, every watermark stays

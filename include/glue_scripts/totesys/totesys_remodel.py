@@ -5,7 +5,7 @@ Reads   s3://<ingestion_bucket>/batches/<batch_id>/<table>.parquet  (totesys_ext
         state of the reference tables s3://<processed_bucket>/state/<table>.parquet (address,
         counterparty, department, staff: the latest version of every row seen so far).
 Writes  s3://<processed_bucket>/<warehouse_table>/batch_id=<batch_id>/part-00000.parquet for the
-        eleven warehouse tables of docs/contracts.md ("Totesys"), each replaced as a whole on a
+        eleven warehouse tables of docs/interfaces.md ("Totesys"), each replaced as a whole on a
         rerun:
         - facts: one row per source-row version of the batch (the version is ``last_updated``,
           split into ``last_updated_date`` and ``last_updated_time``, as ``created_at`` is);

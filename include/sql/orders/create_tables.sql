@@ -1,5 +1,5 @@
 -- The orders warehouse: a staging table the load job fills one batch at a time, and the final
--- table of product lines (docs/contracts.md, "Orders"). Idempotent: safe to run before every batch.
+-- table of product lines (docs/interfaces.md, "Orders"). Idempotent: safe to run before every batch.
 CREATE SCHEMA IF NOT EXISTS orders;
 
 -- One row per product line of the latest copy of each order, as S3 staging holds them.
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS orders.fact_order_lines (
 -- The audit counts a batch's final rows by run_id.
 CREATE INDEX IF NOT EXISTS fact_order_lines_run_id_idx ON orders.fact_order_lines (run_id);
 
--- The version of each order the final table holds: the processing_ts (docs/contracts.md's version
+-- The version of each order the final table holds: the processing_ts (the version
 -- stamp) and the batch of the copy whose lines are loaded; none for an order delivered with no
 -- products, whose lines are simply gone. A batch replaces an order's lines only when its copy
 -- is at least as new as this one, so reprocessing an older batch never brings older lines back.

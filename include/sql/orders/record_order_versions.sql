@@ -1,7 +1,7 @@
 -- Staging to final, step 2 of 5 (same transaction): for each order the batch delivers
 -- (orders.stg_order_versions, which includes orders with no products), the batch's copy becomes
 -- the loaded version unless the loaded one is newer: an order's lines are replaced only by a
--- copy at least as new, by processing_ts (the version stamp of docs/contracts.md; NULL is the oldest).
+-- copy at least as new, by processing_ts (the version stamp of docs/interfaces.md; NULL is the oldest).
 -- The result is the state of applying the batches in processing order, whatever order they are
 -- loaded or reprocessed in. An equal stamp wins, so rerunning a batch keeps its own orders; of
 -- two batches holding the same version of an order, the one loaded last owns it.

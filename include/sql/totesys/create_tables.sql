@@ -1,4 +1,4 @@
--- The totesys warehouse: the star schema of docs/contracts.md ("Totesys"). Idempotent: safe to
+-- The totesys warehouse: the star schema of docs/interfaces.md ("Totesys"). Idempotent: safe to
 -- run before every batch. Dimensions hold the latest version of each source row (type 1), and each
 -- row says which: source_last_updated, the last_updated of the source row it is keyed by, and in
 -- dim_staff and dim_counterparty also that of the department or address joined into it, so an
