@@ -4,7 +4,7 @@ moto's crawler (``moto.glue.models.FakeCrawler``) only walks a fake state machin
 from RUNNING to COMPLETED when it is listed, and the Data Catalog stays empty. The pipelines crawl
 their S3 layers and then rely on the catalog (partition sensors, Athena-style queries), so locally a
 crawler has to do what AWS Glue does: read the objects under its S3 targets, infer each dataset's
-schema and write its tables and partitions.
+schema and write its tables and partitions; and read the tables of its JDBC targets from PostgreSQL.
 
 ``install()`` patches moto in the process that runs moto's server. ``StartCrawler`` then returns at
 once and a thread crawls, reading the objects straight from moto's in-process S3 backend and
@@ -20,16 +20,29 @@ writing through its in-process Glue and CloudWatch Logs backends, as AWS Glue wo
   changed and adds new partitions, so it is idempotent;
 - objects named ``_*`` or ``.*`` (``_SUCCESS``), zero-byte folder markers and ``Exclusions`` globs
   are skipped; a target without objects creates nothing and succeeds;
+- ``JdbcTargets`` reach PostgreSQL through the Glue connection named ``ConnectionName`` (type JDBC,
+  ``JDBC_CONNECTION_URL`` ``jdbc:postgresql://host:port/database``, ``USERNAME`` and ``PASSWORD``
+  or a ``SECRET_ID`` whose RDS-style JSON holds ``username`` and ``password``, read from the
+  in-process Secrets Manager backend). ``Path`` is ``database/schema/table``, any part ``%`` (a
+  wildcard, as on AWS), and ``Exclusions`` globs apply below its wildcard. Each table or view found
+  in PostgreSQL's catalog becomes one table named ``<TablePrefix><database>_<schema>_<table>``,
+  located at ``database.schema.table``, classification ``postgresql``, its columns in order with
+  Hive types; no partitions. A missing or non-JDBC connection, a failed connection or a path that
+  matches nothing fails the crawl, naming the connection and the path (never the password);
 - ``GetCrawler`` reports RUNNING, then STOPPING, then READY with ``LastCrawl`` SUCCEEDED, FAILED
-  (with an ``ErrorMessage`` naming the object) or CANCELLED (``StopCrawler``); ``GetCrawlerMetrics``,
-  missing from moto, is added; the progress is logged to ``/aws-glue/crawlers``, stream = crawler.
+  (with an ``ErrorMessage`` naming the object) or CANCELLED (``StopCrawler``); ``GetCrawlerMetrics``
+  and ``UpdateConnection``, missing from moto, are added; the progress is logged to
+  ``/aws-glue/crawlers``, stream = crawler.
 
-Not emulated: custom classifiers, non-S3 targets, compressed text files, schema change and recrawl
-policies (tables are always updated in place and never deleted).
+Not emulated: custom classifiers, targets other than S3 and JDBC to PostgreSQL (DynamoDB, MongoDB,
+Delta, Iceberg, catalog targets; JDBC to any other engine fails the crawl), compressed text files,
+schema change and recrawl policies (tables are always updated in place and never deleted).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import re
 import statistics
@@ -39,18 +52,20 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+import psycopg2
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
-from moto.core.responses import ActionResult
+from moto.core.responses import ActionResult, EmptyResult
 from moto.core.utils import utcnow
 from moto.glue.exceptions import CrawlerRunningException, PartitionNotFoundException
-from moto.glue.models import FakeCrawl, FakeCrawler, GlueBackend
+from moto.glue.models import FakeConnection, FakeCrawl, FakeCrawler, GlueBackend
 from moto.glue.responses import GlueResponse
 from moto.logs.models import logs_backends
 from moto.s3.exceptions import MissingBucket
 from moto.s3.models import FakeKey, s3_backends
+from moto.secretsmanager.models import secretsmanager_backends
 from moto.utilities.utils import get_partition
 
 logger = logging.getLogger(__name__)
@@ -104,6 +119,38 @@ _SCALAR_TYPES = {
     pa.large_binary(): "binary",
 }
 
+# PostgreSQL's information_schema data_type -> Hive type, as a Glue JDBC crawler maps them;
+# numeric is mapped with its precision and scale, and every other type (text, varchar, char, json,
+# jsonb, uuid, arrays, enums...) is a string.
+_POSTGRES_TYPES = {
+    "smallint": "smallint",
+    "integer": "int",
+    "bigint": "bigint",
+    "real": "float",
+    "double precision": "double",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamp",
+    "bytea": "binary",
+}
+
+# Only PostgreSQL is crawled: the URL names the server and the database the crawler connects to.
+_POSTGRES_URL = re.compile(r"jdbc:postgresql://(?P<host>[^/:?;]+)(?::(?P<port>\d+))?/(?P<database>[^/?;]+)")
+
+# Every table and view of the database whose catalog, schema and name match the path, columns in
+# order. PostgreSQL's own schemas hold no data, whatever a % in the path matches.
+_POSTGRES_COLUMNS = """
+SELECT c.table_catalog, c.table_schema, c.table_name, t.table_type,
+       c.column_name, c.data_type, c.numeric_precision, c.numeric_scale
+FROM information_schema.columns AS c
+JOIN information_schema.tables AS t USING (table_catalog, table_schema, table_name)
+WHERE c.table_catalog LIKE %s AND c.table_schema LIKE %s AND c.table_name LIKE %s
+  AND c.table_schema <> 'information_schema' AND left(c.table_schema, 3) <> 'pg_'
+  AND t.table_type IN ('BASE TABLE', 'VIEW')
+ORDER BY c.table_schema, c.table_name, c.ordinal_position
+"""
+
 # moto's crawl states (which ListCrawls reports) -> GetCrawler's LastCrawl.Status
 _LAST_CRAWL_STATUS = {"COMPLETED": "SUCCEEDED", "STOPPED": "CANCELLED", "FAILED": "FAILED"}
 
@@ -122,6 +169,7 @@ def install() -> None:
     FakeCrawler.as_dict = _crawler_as_dict
     # moto dispatches an action to the GlueResponse method of the same (snake_case) name
     GlueResponse.get_crawler_metrics = _get_crawler_metrics
+    GlueResponse.update_connection = _update_connection
 
 
 # --- moto patches -------------------------------------------------------------------------------
@@ -132,7 +180,7 @@ class _CrawlCancelled(Exception):
 
 
 class _CrawlError(Exception):
-    """Why the crawl fails, naming the S3 object or target at fault."""
+    """Why the crawl fails, naming the S3 object or the target (and JDBC connection) at fault."""
 
 
 class _Crawl(FakeCrawl):
@@ -208,6 +256,20 @@ def _get_crawler_metrics(self: GlueResponse) -> ActionResult:
     return ActionResult({"CrawlerMetricsList": [_metrics(crawlers[name]) for name in names if name in crawlers]})
 
 
+def _update_connection(self: GlueResponse) -> EmptyResult:
+    """UpdateConnection, missing from moto (as is DeleteConnection): without it a connection could
+    never be re-pointed, so provisioning twice with another database URL would keep the old one."""
+    backend = self.glue_backend
+    name = self._get_param("Name")
+    with _LOCK:
+        current = backend.get_connection(self._get_param("CatalogId"), name, "")  # not found: as AWS
+        updated = FakeConnection(backend, current.catalog_id, self._get_param("ConnectionInput"), tags={})
+        updated.created_time = current.created_time
+        del backend.connections[name]
+        backend.connections[updated.name] = updated
+    return EmptyResult()
+
+
 def _metrics(crawler: FakeCrawler) -> dict[str, Any]:
     finished = [crawl for crawl in crawler.crawls if crawl.end_time]
     runtimes = [(crawl.end_time - crawl.start_time).total_seconds() for crawl in finished]
@@ -280,11 +342,15 @@ def _run_crawl(crawler: FakeCrawler, crawl: _Crawl) -> None:
 
 def _crawl(crawler: FakeCrawler, crawl: _Crawl, log: _CrawlLog) -> None:
     log.write("BENCHMARK", f"Running Start Crawl for Crawler {crawler.name}")
-    # Read every object first, without the lock: only the catalog writes need it.
+    targets = crawler.targets or {}
+    # Read every object and every database first, without the lock: only the catalog writes need it.
     tables = [
+        table for target in targets.get("S3Targets", []) for table in _scan_target(crawler.backend, target, crawl, log)
+    ]
+    jdbc_tables = [
         table
-        for target in (crawler.targets or {}).get("S3Targets", [])
-        for table in _scan_target(crawler.backend, target, crawl, log)
+        for target in targets.get("JdbcTargets", [])
+        for table in _scan_jdbc_target(crawler.backend, target, crawl, log)
     ]
     database = crawler.database_name
     crawl.check_cancelled()  # the last chance: a crawl stopped before this point writes nothing
@@ -295,6 +361,8 @@ def _crawl(crawler: FakeCrawler, crawl: _Crawl, log: _CrawlLog) -> None:
             log.write("INFO", f"Created database {database}")
         for table in tables:
             _write_table(crawler, table, crawl, log)
+        for jdbc_table in jdbc_tables:
+            _write_jdbc_table(crawler, jdbc_table, crawl, log)
     log.write("BENCHMARK", "Finished writing to Catalog")
 
 
@@ -534,12 +602,155 @@ def _hive_type(arrow_type: pa.DataType) -> str:
     return _SCALAR_TYPES.get(arrow_type, "string")
 
 
+# --- reading the JDBC targets -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _JdbcSource:
+    """Where and as whom a Glue JDBC connection reaches PostgreSQL."""
+
+    connection_name: str
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str = field(repr=False)
+
+    def scrub(self, message: str) -> str:
+        """The message without the password, should a driver ever echo it."""
+        return message.replace(self.password, "****") if self.password else message
+
+
+@dataclass
+class _JdbcTable:
+    database: str
+    schema: str
+    name: str
+    type_of_data: str  # table or view, as AWS records it
+    connection_name: str
+    columns: dict[str, str] = field(default_factory=dict)  # column name -> Hive type, in order
+
+
+def _scan_jdbc_target(backend: GlueBackend, target: dict[str, Any], crawl: _Crawl, log: _CrawlLog) -> list[_JdbcTable]:
+    connection_name, path = target.get("ConnectionName", ""), target.get("Path", "")
+    where = f"JDBC target {path} (connection {connection_name})"
+    source = _jdbc_source(backend, connection_name, where)
+    parts = _jdbc_path(path, where)
+    excluded = [_glob_regex(pattern) for pattern in target.get("Exclusions") or []]
+    # Exclusions are relative to the path's literal head, as on AWS: with warehouse/ecommerce/%
+    # they match table names, with warehouse/% schema/table.
+    first_wildcard = next((i for i, part in enumerate(parts) if "%" in part), 2)
+    crawl.check_cancelled()
+    log.write("INFO", f"Reading {where} from PostgreSQL {source.host}:{source.port}/{source.database}")
+    tables: dict[tuple[str, str], _JdbcTable] = {}
+    for row in _postgres_columns(source, parts, where):
+        database, schema, name, table_type, column, data_type, precision, scale = row
+        relative = "/".join([database, schema, name][first_wildcard:])
+        if any(regex.match(relative) for regex in excluded):
+            continue
+        type_of_data = "view" if table_type == "VIEW" else "table"
+        table = tables.setdefault((schema, name), _JdbcTable(database, schema, name, type_of_data, connection_name))
+        table.columns[column.lower()] = _postgres_hive_type(data_type, precision, scale)
+    return list(tables.values())
+
+
+def _jdbc_source(backend: GlueBackend, connection_name: str, where: str) -> _JdbcSource:
+    """The PostgreSQL server, database and credentials of the Glue connection."""
+    connection = backend.connections.get(connection_name)
+    if connection is None:
+        raise _CrawlError(f"{where}: Glue connection {connection_name} not found")
+    connection_type = connection.connection_input.get("ConnectionType")
+    if connection_type != "JDBC":
+        raise _CrawlError(f"{where}: Glue connection {connection_name} is of type {connection_type}, not JDBC")
+    properties = connection.connection_properties or {}
+    url = properties.get("JDBC_CONNECTION_URL", "")
+    match = _POSTGRES_URL.match(url)
+    if not match:
+        # only the part before any parameters, which may carry credentials
+        shown = re.split(r"[?;]", url, maxsplit=1)[0]
+        raise _CrawlError(
+            f"{where}: JDBC_CONNECTION_URL {shown!r} is not jdbc:postgresql://host:port/database "
+            "(only PostgreSQL is crawled locally)"
+        )
+    user, password = _jdbc_credentials(backend, connection_name, properties, where)
+    port = int(match["port"] or 5432)
+    return _JdbcSource(connection_name, match["host"], port, match["database"], user, password)
+
+
+def _jdbc_credentials(
+    backend: GlueBackend, connection_name: str, properties: dict[str, str], where: str
+) -> tuple[str, str]:
+    """USERNAME and PASSWORD, or the username and password of the SECRET_ID's RDS-style secret."""
+    secret_id = properties.get("SECRET_ID")
+    if not secret_id:
+        return properties.get("USERNAME", ""), properties.get("PASSWORD", "")
+    secrets = secretsmanager_backends[backend.account_id][backend.region_name]
+    try:
+        secret = secrets.get_secret_value(secret_id, None, None)
+    except Exception as exc:  # moto's not found, deleted or no value: each says why in its message
+        raise _CrawlError(f"{where}: cannot read secret {secret_id}: {getattr(exc, 'message', exc)}") from exc
+    try:
+        value = json.loads(secret.get("SecretString") or "")
+        return str(value["username"]), str(value["password"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _CrawlError(f"{where}: secret {secret_id} is not a JSON object with username and password") from exc
+
+
+def _jdbc_path(path: str, where: str) -> list[str]:
+    """database/schema/table, any part %; database/% stands for database/%/%."""
+    parts = path.strip("/").split("/")
+    if len(parts) < 3 and parts[-1] == "%":
+        parts += ["%"] * (3 - len(parts))
+    if len(parts) != 3 or not all(parts):
+        raise _CrawlError(f"{where}: the path is not database/schema/table (any part may be %)")
+    return parts
+
+
+def _like(part: str) -> str:
+    # % is the path's wildcard; _ and \ are literal in a Glue path but special to LIKE
+    return part.replace("\\", "\\\\").replace("_", "\\_")
+
+
+def _postgres_columns(source: _JdbcSource, parts: list[str], where: str) -> list[tuple]:
+    """The columns of every table the path matches, in order; fails when it matches no table."""
+    try:
+        connection = psycopg2.connect(
+            host=source.host,
+            port=source.port,
+            dbname=source.database,
+            user=source.user,
+            password=source.password,
+            connect_timeout=10,
+            application_name="glue-crawler",
+        )
+        with contextlib.closing(connection):
+            connection.set_session(readonly=True)  # a crawler only reads
+            with connection.cursor() as cursor:
+                cursor.execute(_POSTGRES_COLUMNS, [_like(part) for part in parts])
+                rows = cursor.fetchall()
+    except psycopg2.Error as exc:
+        message = source.scrub(str(exc).strip())
+        raise _CrawlError(
+            f"{where}: cannot read PostgreSQL {source.host}:{source.port}/{source.database} as {source.user}: {message}"
+        ) from exc
+    if not rows:
+        raise _CrawlError(f"{where}: the path matches no table in PostgreSQL database {source.database}")
+    return rows
+
+
+def _postgres_hive_type(data_type: str, precision: int | None, scale: int | None) -> str:
+    if data_type == "numeric":
+        # an unconstrained numeric gets Hive's widest decimal (Spark's default) rather than
+        # Hive's bare decimal, which is decimal(10,0) and would drop every fraction
+        return f"decimal({precision},{scale or 0})" if precision else "decimal(38,18)"
+    return _POSTGRES_TYPES.get(data_type, "string")
+
+
 # --- writing the Data Catalog -------------------------------------------------------------------
 
 
 def _write_table(crawler: FakeCrawler, table: _Table, crawl: _Crawl, log: _CrawlLog) -> None:
     """Create or update the table, then create or update its partitions. Call with _LOCK held."""
-    backend, database = crawler.backend, crawler.database_name
     name = f"{crawler.table_prefix or ''}{table.name}".lower()
     totals = table.totals()
     table_input = {
@@ -549,6 +760,44 @@ def _write_table(crawler: FakeCrawler, table: _Table, crawl: _Crawl, log: _Crawl
         "PartitionKeys": [{"Name": key, "Type": "string"} for key in table.partition_keys],
         "StorageDescriptor": _storage_descriptor(table, totals, crawler.name),
     }
+    _put_table(crawler, table_input, crawl, log)
+    if table.partition_keys:
+        _write_partitions(crawler, name, table, log)
+
+
+def _write_jdbc_table(crawler: FakeCrawler, table: _JdbcTable, crawl: _Crawl, log: _CrawlLog) -> None:
+    """Create or update the table as a Glue JDBC crawl writes it. Call with _LOCK held."""
+    name = f"{crawler.table_prefix or ''}{table.database}_{table.schema}_{table.name}".lower()
+    parameters = {
+        "classification": "postgresql",
+        "connectionName": table.connection_name,
+        "typeOfData": table.type_of_data,
+        "compressionType": "none",
+        "UPDATED_BY_CRAWLER": crawler.name,
+    }
+    table_input = {
+        "Name": name,
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": parameters,
+        "PartitionKeys": [],
+        "StorageDescriptor": {
+            "Columns": [{"Name": column, "Type": type_} for column, type_ in table.columns.items()],
+            # where the data is, for a JDBC table: what the connection's database calls it
+            "Location": f"{table.database}.{table.schema}.{table.name}",
+            "Compressed": False,
+            "NumberOfBuckets": -1,
+            "SerdeInfo": {"Parameters": {}},
+            "BucketColumns": [],
+            "SortColumns": [],
+            "Parameters": parameters,
+            "StoredAsSubDirectories": False,
+        },
+    }
+    _put_table(crawler, table_input, crawl, log)
+
+
+def _put_table(crawler: FakeCrawler, table_input: dict[str, Any], crawl: _Crawl, log: _CrawlLog) -> None:
+    backend, database, name = crawler.backend, crawler.database_name, table_input["Name"]
     current = backend.get_database(database).tables.get(name)
     if current is None:
         backend.create_table(database, name, table_input)
@@ -559,8 +808,6 @@ def _write_table(crawler: FakeCrawler, table: _Table, crawl: _Crawl, log: _Crawl
         backend.update_table(database, name, table_input)
         crawl.tables_updated += 1
         log.write("INFO", f"Updated table {name} in database {database}")
-    if table.partition_keys:
-        _write_partitions(crawler, name, table, log)
 
 
 def _write_partitions(crawler: FakeCrawler, name: str, table: _Table, log: _CrawlLog) -> None:

@@ -19,6 +19,8 @@ BUCKETS = (
     "totesys-ingestion",
     "totesys-processed",
     "etl-glue-artifacts",
+    "ecommerce-raw",
+    "ecommerce-archive",
 )
 
 # Each topic has an SQS queue subscribed, named after it with "-inbox", so every published
@@ -26,6 +28,10 @@ BUCKETS = (
 TOPICS = ("etl-success", "etl-failure")
 
 GLUE_ROLE_NAME = "etl-glue-job-role"
+
+# The Glue JDBC connection to the warehouse database (built from the ``warehouse_db`` URL), through
+# which crawlers catalog its tables.
+WAREHOUSE_JDBC_CONNECTION = "warehouse-jdbc"
 
 # Secrets Manager secrets the Glue jobs read their database credentials from, built from the
 # Airflow connection of the same purpose: secret id -> connection id.
@@ -52,7 +58,8 @@ def topic_arn(topic: str, region: str = REGION, account_id: str = ACCOUNT_ID) ->
 
 
 def provision(session, database_urls: Mapping[str, str]) -> None:
-    """Create every bucket, topic, inbox queue, role and secret that does not exist yet.
+    """Create every bucket, topic, inbox queue, role, secret and Glue connection that does not exist
+    yet; a secret or connection that exists is updated to the database URL given.
 
     ``session`` is a boto3 Session whose clients reach the emulator (``AWS_ENDPOINT_URL``);
     ``database_urls`` maps a connection id (``warehouse_db``, ``totesys_db``) to its URL.
@@ -102,6 +109,27 @@ def provision(session, database_urls: Mapping[str, str]) -> None:
             secrets.create_secret(Name=secret_id, SecretString=value)
         except secrets.exceptions.ResourceExistsException:
             secrets.put_secret_value(SecretId=secret_id, SecretString=value)
+
+    if "warehouse_db" in database_urls:
+        _put_jdbc_connection(session.client("glue"), WAREHOUSE_JDBC_CONNECTION, database_urls["warehouse_db"])
+
+
+def _put_jdbc_connection(glue, name: str, url: str) -> None:
+    """Create the Glue JDBC connection to the database of ``url``, or re-point it there."""
+    secret = _secret_from_url(url)
+    connection_input = {
+        "Name": name,
+        "ConnectionType": "JDBC",
+        "ConnectionProperties": {
+            "JDBC_CONNECTION_URL": f"jdbc:postgresql://{secret['host']}:{secret['port']}/{secret['dbname']}",
+            "USERNAME": secret["username"],
+            "PASSWORD": secret["password"],
+        },
+    }
+    try:
+        glue.create_connection(ConnectionInput=connection_input)
+    except glue.exceptions.AlreadyExistsException:
+        glue.update_connection(Name=name, ConnectionInput=connection_input)
 
 
 def _secret_from_url(url: str) -> dict:
