@@ -163,11 +163,16 @@ class Layer:
     ``matches`` says which earlier count each entity must equal, for layers whose entities are
     named otherwise than landing's (entity -> (earlier layer, entity)); an entity with no rule
     must equal landing's entity of the same name, when landing has one.
+
+    ``plus`` splits an earlier count over several layers: the entity's count plus these earlier
+    counts must equal its reference (entity -> ((layer, entity), ...)). E.g. valid rows plus
+    rejected plus duplicates dropped equal the rows landed.
     """
 
     name: str
     entities: tuple[str, ...]
     matches: dict[str, tuple[str, str]] = field(default_factory=dict)
+    plus: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entities", tuple(self.entities))
@@ -196,7 +201,9 @@ class Pipeline:
         if names and names[0] != LANDING:
             raise ValueError(f"pipeline {self.name}: the first layer must be {LANDING!r}, got {names[0]!r}")
         for layer in self.layers:
-            for entity, (earlier, _) in layer.matches.items():
+            referred = [(entity, earlier) for entity, (earlier, _) in layer.matches.items()]
+            referred += [(entity, earlier) for entity, parts in layer.plus.items() for earlier, _ in parts]
+            for entity, earlier in referred:
                 if earlier not in names[: names.index(layer.name)]:
                     raise ValueError(
                         f"pipeline {self.name}: {layer.name}.{entity} is matched with {earlier!r}, "

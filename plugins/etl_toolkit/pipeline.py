@@ -4,7 +4,7 @@ A DAG file declares its pipeline once (``Pipeline``: name, landing bucket, layer
 entities) and lists only its own steps; ``marker_dag`` wraps them in the frame::
 
     wait_for_marker → claim_batch → is_new_batch → <the pipeline's steps> → reconcile
-        → archive_marker → notify_success
+        → <its steps after reconcile, if any> → archive_marker → notify_success
 
 with ``claim_batch → archive_marker`` too (an already-loaded batch skips the steps but is still
 archived and reported), every layer's count handed to ``reconcile``, and the failure notifier on
@@ -90,7 +90,7 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
             }
             schedule = settings.pop("schedule", "@continuous")
             with DAG(dag_id=dag_id, schedule=schedule, **settings) as dag:
-                frame = BatchFrame(pipeline)
+                frame = BatchFrame(pipeline, dag)
                 with frame.active():
                     head = [wait_for_marker(frame)]
                     claim = claim_batch(frame)
@@ -98,18 +98,21 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                     head += [claim.operator, is_new.operator]
                     framed = {task.task_id for task in dag.tasks}
                     build_steps(frame)
-                    steps = [task for task in dag.tasks if task.task_id not in framed]
+                    built = [task for task in dag.tasks if task.task_id not in framed]
+                    steps = [task for task in built if task.task_id not in frame.finishing_task_ids]
+                    finishing = [task for task in built if task.task_id in frame.finishing_task_ids]
                     _check_counts(pipeline, frame)
                     summary = reconcile_batch(frame, {layer: op.output for layer, op in frame.count_tasks.items()})
                     archive = archive_marker(frame)
                     notify = publish_success(frame, summary)
                 head[0] >> head[1] >> head[2]
-                first = [task for task in steps if not any(t in steps for t in task.upstream_list)]
-                last = [task for task in steps if not any(t in steps for t in task.downstream_list)]
-                is_new.operator >> (first or [summary.operator])
-                for task in last:
+                is_new.operator >> (_ends(steps, "first") or [summary.operator])
+                for task in _ends(steps, "last"):
                     task >> summary.operator
-                summary.operator >> archive.operator >> notify.operator
+                summary.operator >> (_ends(finishing, "first") or [archive.operator])
+                for task in _ends(finishing, "last"):
+                    task >> archive.operator
+                archive.operator >> notify.operator
                 # A batch that already loaded skips the steps but is still archived and reported.
                 claim.operator >> archive.operator
             return dag
@@ -117,6 +120,12 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
         return make_dag
 
     return decorate
+
+
+def _ends(tasks: list, which: str) -> list:
+    """The tasks of a group with no upstream (``first``) or no downstream (``last``) inside it."""
+    neighbours = "upstream_list" if which == "first" else "downstream_list"
+    return [task for task in tasks if not any(t in tasks for t in getattr(task, neighbours))]
 
 
 def _check_counts(pipeline: Pipeline, frame: BatchFrame) -> None:

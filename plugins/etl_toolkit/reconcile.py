@@ -33,8 +33,18 @@ def mismatches(
         if other_layer == layer.name:
             continue
         reference = earlier.get(other_layer, {}).get(other)
-        if reference is not None and count != reference:
-            problems.append(f"{layer.name} has {count} {entity}, {other_layer} has {reference} {other}")
+        if reference is None:
+            continue
+        parts = layer.plus.get(entity, ())
+        absent = [f"{part_layer}.{part}" for part_layer, part in parts if part not in earlier.get(part_layer, {})]
+        if absent:
+            problems.append(f"{layer.name}.{entity} is checked with {', '.join(absent)}, not counted before it")
+            continue
+        total = count + sum(earlier[part_layer][part] for part_layer, part in parts)
+        if total != reference:
+            terms = "".join(f" + {part_layer} {earlier[part_layer][part]} {part}" for part_layer, part in parts)
+            summed = f"{terms} = {total}" if parts else ""
+            problems.append(f"{layer.name} has {count} {entity}{summed}, {other_layer} has {reference} {other}")
     return problems
 
 

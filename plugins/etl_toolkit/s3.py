@@ -109,3 +109,97 @@ def count_parquet_rows(bucket: str, prefix: str, batch_id: str, *, hook=None, fi
     keys = data_objects(bucket, prefix, hook=hook)
     footers = parquet_footers(bucket, keys, batch_id, hook=hook, filesystem=filesystem)
     return sum(footer.rows for footer in footers), len(keys)
+
+
+def read_head(bucket: str, key: str, size: int, *, hook=None) -> tuple[bytes, bool]:
+    """The first ``size`` bytes of an object (a ranged GET), and whether that is all of it."""
+    client = (hook or s3_hook()).get_conn()
+    response = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")
+    total = int(response.get("ContentRange", "/0").rsplit("/", 1)[-1] or 0) or response["ContentLength"]
+    data = response["Body"].read()
+    return data, len(data) >= total
+
+
+# -- moving a batch's objects to an archive --------------------------------------------------------------
+
+
+class ArchiveError(RuntimeError):
+    """An object of a batch could not be archived as it was read; it is left where it was."""
+
+
+def archive_object(
+    client, source_bucket: str, key: str, archive_bucket: str, *, size: int, etag: str, batch_id: str
+) -> str:
+    """Move one object of a batch, as the batch read it (``size``, ``etag``), to the same key in
+    ``archive_bucket``: copy, check the copy is whole, then delete the original. Safe to run
+    again after it died at any point: an object already copied is not copied twice, one already
+    moved is found in the archive. Returns ``moved`` or ``already archived``.
+
+    An original whose ETag is not the one the batch read (written again since) is never deleted:
+    the batch did not load that version.
+    """
+    source = _head(client, source_bucket, key)
+    archived = _head(client, archive_bucket, key)
+    if source is None:
+        if archived is not None and _is_whole_copy(client, archived, archive_bucket, key, size, etag):
+            return "already archived"
+        raise ArchiveError(
+            f"batch {batch_id}: s3://{source_bucket}/{key} is gone and s3://{archive_bucket}/{key} is not a whole copy"
+        )
+    current = source["ETag"].strip('"')
+    if current != etag:
+        raise ArchiveError(
+            f"batch {batch_id}: s3://{source_bucket}/{key} was written again after the batch read it "
+            f"(ETag {current}, read {etag}); left in place for the next batch"
+        )
+    if archived is None or not _is_whole_copy(client, archived, archive_bucket, key, size, etag, source_bucket):
+        source_object = {"Bucket": source_bucket, "Key": key}
+        client.copy_object(Bucket=archive_bucket, Key=key, CopySource=source_object, CopySourceIfMatch=f'"{etag}"')
+        archived = _head(client, archive_bucket, key)
+        if archived is None or not _is_whole_copy(client, archived, archive_bucket, key, size, etag, source_bucket):
+            raise ArchiveError(
+                f"batch {batch_id}: the copy of s3://{source_bucket}/{key} in {archive_bucket} is not whole "
+                "(its size or checksum differ); the original is kept"
+            )
+    delete_original(client, source_bucket, key)
+    return "moved"
+
+
+def delete_original(client, bucket: str, key: str) -> None:
+    """The last step of a move, once the copy is known to be whole."""
+    client.delete_object(Bucket=bucket, Key=key)
+
+
+def _head(client, bucket: str, key: str) -> dict | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def _is_whole_copy(
+    client, archived: dict, bucket: str, key: str, size: int, etag: str, source_bucket: str | None = None
+) -> bool:
+    """Whether the archived object has the original's size and content. A single-part upload's
+    ETag is the MD5 of its bytes, and a copy keeps it; a multipart ETag (``<md5>-<parts>``) is
+    not a checksum of the bytes, so those are compared by SHA-256, read in chunks."""
+    if archived["ContentLength"] != size:
+        return False
+    if "-" not in etag:
+        return archived["ETag"].strip('"') == etag
+    if source_bucket is None:
+        return True  # the original is gone (deleted only after its copy was checked): the size must do
+    return _sha256(client, bucket, key) == _sha256(client, source_bucket, key)
+
+
+def _sha256(client, bucket: str, key: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for chunk in client.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()

@@ -66,6 +66,7 @@ class Column:
     name: str
     type: str
     nullable: bool = True
+    pattern: str | None = None  # text columns (CSV): a regex the values match, in ``mostly`` of the rows
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class SchemaSuite:
     columns: tuple[Column, ...]
     key: tuple[str, ...] = ()
     allow_extra_columns: bool = False
+    # The share of rows that must match a column's pattern: a few bad values are the rows a job
+    # rejects one by one; a column whose values mostly do not match is a broken feed.
+    mostly: float = 1.0
 
     def __post_init__(self) -> None:
         # Suites are declared in DAG files: a mistake should fail at parse time, not mid-run.
@@ -153,9 +157,7 @@ def _canonical_type(arrow_type: str) -> str:
 
 def _validate(context, data_source, table: pa.Table, suite: SchemaSuite) -> list:
     """GX's result for every expectation of ``suite``, in the suite's order."""
-    batch = data_source.add_dataframe_asset(name=suite.name).add_batch_definition_whole_dataframe(
-        name="whole_table"
-    )
+    batch = data_source.add_dataframe_asset(name=suite.name).add_batch_definition_whole_dataframe(name="whole_table")
     present = set(table.column_names)
     # Two runs, because GX fingerprints every batch by hashing all of its cells (pickling the
     # whole frame when a column holds lists or structs): on wide or nested staging batches
@@ -178,9 +180,7 @@ def _run(context, batch, name: str, table: pa.Table, expectations: list) -> list
     # which numpy-backed dtypes lose for decimals, nested and tz-aware values.
     frame = table.to_pandas(types_mapper=pd.ArrowDtype)
     suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
-    validation = context.validation_definitions.add(
-        gx.ValidationDefinition(name=name, data=batch, suite=suite)
-    )
+    validation = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
     # BASIC: counts and a few offending values. SUMMARY would also collect the index of
     # every failing row, which on a batch of millions of bad rows is slow and useless here.
     outcome = validation.run(
@@ -200,7 +200,7 @@ def _value_columns(suite: SchemaSuite, present: set[str]) -> list[str]:
     return [
         column.name
         for column in suite.columns
-        if column.name in present and (not column.nullable or column.name in key)
+        if column.name in present and (not column.nullable or column.name in key or column.pattern)
     ]
 
 
@@ -232,6 +232,11 @@ def _value_expectations(suite: SchemaSuite, present: set[str]) -> list:
         gxe.ExpectColumnValuesToNotBeNull(column=column.name)
         for column in suite.columns
         if column.name in present and not column.nullable
+    ]
+    expectations += [
+        gxe.ExpectColumnValuesToMatchRegex(column=column.name, regex=column.pattern, mostly=suite.mostly)
+        for column in suite.columns
+        if column.name in present and column.pattern
     ]
     if suite.key and present.issuperset(suite.key):
         if len(suite.key) == 1:
@@ -431,9 +436,10 @@ def load_suite(pipeline: str, name: str) -> SchemaSuite:
     spec = json.loads(path.read_text())
     return SchemaSuite(
         name=spec["name"],
-        columns=tuple(Column(c["name"], c["type"], c.get("nullable", True)) for c in spec["columns"]),
+        columns=tuple(Column(c["name"], c["type"], c.get("nullable", True), c.get("pattern")) for c in spec["columns"]),
         key=tuple(spec.get("key", ())),
         allow_extra_columns=spec.get("allow_extra_columns", False),
+        mostly=spec.get("mostly", 1.0),
     )
 
 
@@ -495,3 +501,62 @@ def _null_failures(footers: list, suite: SchemaSuite) -> list[dict]:
             failures.append({"expectation": "expect_column_values_to_not_be_null", "column": column.name,
                              "observed": {"unexpected_count": sum(counts)}})  # fmt: skip
     return failures
+
+
+# -- CSV objects, from a bounded read of each ------------------------------------------------------------
+
+
+def csv_sample(data: bytes, *, complete: bool) -> pa.Table:
+    """The rows of a CSV object's first bytes, every column as text (named by the header).
+
+    ``complete``: the bytes are the whole object; otherwise the last, probably cut, line is left out.
+    """
+    import csv
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if not complete:
+        data = data[: data.rfind(b"\n") + 1]
+    header_line = data.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    header = next(csv.reader([header_line]), [])
+    if not header:
+        return pa.table({})
+    return pacsv.read_csv(
+        io.BytesIO(data),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in header}, strings_can_be_null=False
+        ),
+    )
+
+
+def validate_csv_samples(samples: dict[str, pa.Table], suite: SchemaSuite, *, batch_id: str) -> dict:
+    """Check CSV objects from their samples (key -> ``csv_sample``): the header through Great
+    Expectations per distinct header, and the patterns of the columns on the samples together.
+
+    Returns the ``validate_table`` result of the first header that fails (or of all the rows),
+    with ``objects`` the keys of the files of that header and ``files`` and ``headers`` counted.
+    """
+    import pyarrow as pa
+
+    if not samples:
+        return {"suite": suite.name, "batch_id": batch_id, "success": True, "rows": 0, "evaluated": 0,
+                "failed": [], "files": 0, "headers": 0}  # fmt: skip
+    by_header: dict[tuple[str, ...], list[str]] = {}
+    for key, sample in samples.items():
+        by_header.setdefault(tuple(sample.column_names), []).append(key)
+    for keys in by_header.values():
+        result = validate_table(pa.concat_tables([samples[key] for key in keys]), suite, batch_id=batch_id)
+        result.update(objects=keys[:_MAX_NAMES], files=len(samples), headers=len(by_header))
+        if not result["success"]:
+            return result
+    return result if len(by_header) == 1 else {**result, "objects": sorted(samples)[:_MAX_NAMES]}
+
+
+def check_csv_samples(samples: dict[str, pa.Table], suite: SchemaSuite, *, batch_id: str) -> dict:
+    """``validate_csv_samples``, raising ``SchemaCheckFailed`` when the objects do not conform."""
+    result = validate_csv_samples(samples, suite, batch_id=batch_id)
+    if not result["success"]:
+        raise SchemaCheckFailed(result)
+    return result

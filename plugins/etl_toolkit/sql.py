@@ -3,9 +3,11 @@
 Layer 2 (I/O).
 
 A file is rendered with Jinja (``StrictUndefined``: a missing template value is an error, not an
-empty string) and executed with its values bound by psycopg2 (``%(name)s`` placeholders), never
-formatted into the text. Several files run in one transaction, so a load and the count check
-that guards it commit together or not at all.
+empty string) and executed with its values bound by the driver (``%(name)s`` placeholders), never
+formatted into the text. A file may hold several statements: they run one after the other (the
+driver binds values server-side, one statement at a time), and the rows of the last one that
+returns rows are the file's result. Several files run in one transaction, so a load and the count
+check that guards it commit together or not at all.
 """
 
 from __future__ import annotations
@@ -53,15 +55,39 @@ def transaction(conn_id: str = WAREHOUSE_CONN_ID) -> Iterator[Any]:
 
 
 def execute(cursor, pipeline: str, name: str, parameters: Mapping[str, Any] | None = None, **template_values):
-    """Run one SQL file on ``cursor``; returns the fetched rows when the statement returns any."""
-    cursor.execute(render(pipeline, name, **template_values), _bindable(parameters or {}))
-    return cursor.fetchall() if cursor.description else None
+    """Run one SQL file on ``cursor``, statement by statement; returns the rows of the last
+    statement that returns any (None when none does)."""
+    rows = None
+    for statement in statements(render(pipeline, name, **template_values)):
+        cursor.execute(statement, _bindable(parameters or {}))
+        if cursor.description:
+            rows = cursor.fetchall()
+    return rows
+
+
+def statements(text: str) -> list[str]:
+    """The statements of a SQL text (quotes, dollar-quoted bodies and comments understood);
+    stretches of comments alone are not statements."""
+    import sqlparse
+
+    return [part for part in sqlparse.split(text) if sqlparse.format(part, strip_comments=True).strip()]
 
 
 def run(pipeline: str, name: str, parameters: Mapping[str, Any] | None = None, *, conn_id=WAREHOUSE_CONN_ID):
     """Run one SQL file in a transaction of its own."""
     with transaction(conn_id) as cursor:
         return execute(cursor, pipeline, name, parameters)
+
+
+def first_row(
+    pipeline: str, name: str, parameters: Mapping[str, Any] | None = None, *, conn_id=WAREHOUSE_CONN_ID
+) -> tuple[list[str], tuple]:
+    """(column names, values) of the one row a query file returns, in a transaction of its own."""
+    with transaction(conn_id) as cursor:
+        rows = execute(cursor, pipeline, name, parameters)
+        if not rows or len(rows) != 1:
+            raise ValueError(f"{pipeline}/{name} must return exactly one row, got {rows!r}")
+        return [column[0] for column in cursor.description], rows[0]
 
 
 def scalar(pipeline: str, name: str, parameters: Mapping[str, Any] | None = None, *, conn_id=WAREHOUSE_CONN_ID):

@@ -95,3 +95,40 @@ def test_a_declaration_refuses_a_match_with_a_later_layer():
     with pytest.raises(ValueError, match="not a layer declared before it"):
         Pipeline("x", "b", (Layer("landing", ("a",)), Layer("p", ("b",), matches={"b": ("q", "c")}),
                             Layer("q", ("c",))))  # fmt: skip
+
+
+# -- a count split over several layers (plus) -----------------------------------------------------------
+
+SPLIT = Pipeline(
+    name="split",
+    landing_bucket="b",
+    layers=(
+        Layer("landing", ("transactions",)),
+        Layer("rejected", ("rejected",)),
+        Layer("duplicates_dropped", ("duplicates_dropped",)),
+        Layer("valid", ("transactions",),
+              plus={"transactions": (("rejected", "rejected"), ("duplicates_dropped", "duplicates_dropped"))}),
+    ),
+)  # fmt: skip
+
+
+def _split_counts(landing: int, rejected: int, duplicates: int, valid: int) -> dict:
+    return {
+        "landing": {"layer": "landing", "counts": {"transactions": landing}},
+        "rejected": {"layer": "rejected", "counts": {"rejected": rejected}},
+        "duplicates_dropped": {"layer": "duplicates_dropped", "counts": {"duplicates_dropped": duplicates}},
+        "valid": {"layer": "valid", "counts": {"transactions": valid}},
+    }
+
+
+def test_a_layer_plus_the_layers_it_is_split_with_must_equal_landing():
+    reconcile_all(SPLIT, _split_counts(100, 3, 2, 95), {"batch_id": "B"})
+    expected = r"valid has 94 transactions \+ rejected 3 rejected \+ duplicates_dropped 2 duplicates_dropped = 99"
+    with pytest.raises(CountMismatch, match=expected + ", landing has 100"):
+        reconcile_all(SPLIT, _split_counts(100, 3, 2, 94), {"batch_id": "B"})
+
+
+def test_a_split_over_a_layer_declared_later_fails_the_declaration():
+    with pytest.raises(ValueError, match="not a layer declared before it"):
+        Pipeline("bad", "b", (Layer("landing", ("t",)), Layer("valid", ("t",), plus={"t": (("later", "x"),)}),
+                              Layer("later", ("x",))))  # fmt: skip

@@ -112,13 +112,22 @@ def count_parquet_datasets(layer: str, *, bucket: str, datasets: dict[str, str],
 
 
 def count_sql(layer: str, *, file: str, entity: str, **task_kwargs):
-    """Count a warehouse layer's batch with ``include/sql/<pipeline>/<file>`` (binds ``batch_id``)."""
+    """Count a warehouse layer's batch with ``include/sql/<pipeline>/<file>`` (binds ``batch_id``).
+
+    The query returns one row: its first column is the count of ``entity``; any further columns
+    are further counts of the layer, named by their column names (what a load inserted and
+    updated, say), recorded and reported with it.
+    """
     pipeline = current().pipeline.name
 
     def count(claim):
-        return {entity: int(sql.scalar(pipeline, file, {"batch_id": claim["batch_id"]}))}, {}
+        names, values = sql.first_row(pipeline, file, {"batch_id": claim["batch_id"]})
+        return {
+            entity: int(values[0]),
+            **{name: int(value) for name, value in zip(names[1:], values[1:], strict=True)},
+        }, {}
 
-    return _count_task(layer, count, **task_kwargs)
+    return _count_task(layer, count, rows=entity, **task_kwargs)
 
 
 def count_tables_matching_parquet(
@@ -149,8 +158,9 @@ def count_tables_matching_parquet(
                 staged = sql.stage_arrow(cursor, schema, entity, pa.concat_tables(tables))
                 module = sql.sql_module(cursor)
                 cursor.execute(
-                    module.SQL("SELECT count(*) FROM {target} AS t WHERE EXISTS "
-                               "(SELECT 1 FROM {staged} AS s WHERE {on})")
+                    module.SQL(
+                        "SELECT count(*) FROM {target} AS t WHERE EXISTS (SELECT 1 FROM {staged} AS s WHERE {on})"
+                    )
                     .format(
                         target=module.Identifier(schema, entity),
                         staged=module.Identifier(staged),

@@ -309,8 +309,11 @@ def _give_up(pipeline, store: MarkerStore, key: str, batch_id: str, reason: str,
         "task_id": ti.task_id,
         "try_number": ti.try_number,
         "error": f"batch {batch_id} {reason}: set aside as failed"
-        + (", and the batches behind it are held until it loads" if pipeline.in_order
-           else ", so the batches behind it run"),
+        + (
+            ", and the batches behind it are held until it loads"
+            if pipeline.in_order
+            else ", so the batches behind it run"
+        ),
         "log_url": ti.log_url,
     }
     store.set_aside(key, FAILED, {**facts, "failed_at": datetime.now(UTC).isoformat()})

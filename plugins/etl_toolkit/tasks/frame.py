@@ -19,10 +19,12 @@ _current: ContextVar[BatchFrame | None] = ContextVar("etl_toolkit_batch_frame", 
 
 
 class BatchFrame:
-    def __init__(self, pipeline: Pipeline):
+    def __init__(self, pipeline: Pipeline, dag=None):
         self.pipeline = pipeline
+        self.dag = dag
         self.claim_task_id: str | None = None
         self.count_tasks: dict[str, Any] = {}  # layer name -> the operator that counts it
+        self.finishing_task_ids: set[str] = set()  # steps that run once the batch reconciles
 
     # -- while the DAG is built ----------------------------------------------------------------------
 
@@ -43,6 +45,14 @@ class BatchFrame:
             )
         self.count_tasks[layer] = operator
 
+    @contextmanager
+    def after_reconcile(self) -> Iterator[None]:
+        """Steps built inside run after ``reconcile``, before the marker is archived: what must
+        only happen to a batch that reconciled (moving its objects to an archive, say)."""
+        before = set(self.dag.task_ids)
+        yield
+        self.finishing_task_ids |= set(self.dag.task_ids) - before
+
     # -- templates for operators' arguments ----------------------------------------------------------
 
     def _field(self, name: str, default: str = "") -> str:
@@ -60,6 +70,11 @@ class BatchFrame:
     @property
     def completed_at(self) -> str:
         return self._field("completed_at")
+
+    @property
+    def objects(self) -> str:
+        """The marker's ``objects`` as JSON text: a list of keys, or ``null`` when it names none."""
+        return f"{{{{ (ti.xcom_pull(task_ids='{self.claim_task_id}') or {{}}).get('objects') | tojson }}}}"
 
     # -- while a task runs ----------------------------------------------------------------------------
 

@@ -125,6 +125,19 @@ def crawler_config(name: str, s3_path: str, *, table_prefix: str = "", database:
     }
 
 
+def jdbc_crawler_config(name: str, connection: str, path: str, *, table_prefix: str = "") -> dict:
+    """A crawler over database tables through a Glue connection; ``path`` is
+    ``<database>/<schema>/<table>``, any part ``%`` for all."""
+    return {
+        "Name": name,
+        "Role": GLUE_ROLE_ARN,
+        "DatabaseName": GLUE_CATALOG_DATABASE,
+        "Targets": {"JdbcTargets": [{"ConnectionName": connection, "Path": path}]},
+        "TablePrefix": table_prefix,
+        "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
+    }
+
+
 class CatalogCrawler(GlueCrawlerRunOperator):
     """Create or update the crawler from ``config``, then run it and wait for it."""
 

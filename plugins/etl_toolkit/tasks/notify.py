@@ -54,9 +54,11 @@ class BatchFailureNotifier(SnsNotifier):
         ti, run_id = context["ti"], context["run_id"]
         error = context.get("exception")
         held = self._held_batch(run_id)
-        batch_id = (held or {}).get("batch_id") or getattr(error, "batch_id", None) or (
-            context.get("params") or {}
-        ).get("batch_id")
+        batch_id = (
+            (held or {}).get("batch_id")
+            or getattr(error, "batch_id", None)
+            or (context.get("params") or {}).get("batch_id")
+        )
         facts: dict[str, Any] = {
             "dag_id": ti.dag_id,
             "dag_run_id": run_id,

@@ -1,8 +1,9 @@
-"""Great Expectations schema checks of a layer, from its parquet footers.
+"""Great Expectations schema checks of a layer, from its parquet footers or its CSV headers.
 
 Layer 4. A suite lives in ``include/quality/<pipeline>/<name>.json``; a check task reads the
-footers of the batch's files (never a data page, see ``etl_toolkit.schema_checks``) and fails at
-once, without retries, when they break the suite: the same files would break it again.
+footers of the batch's files (never a data page, see ``etl_toolkit.schema_checks``), or the first
+bytes of its CSV objects, and fails at once, without retries, when they break the suite: the same
+files would break it again.
 """
 
 from __future__ import annotations
@@ -77,5 +78,41 @@ def check_parquet_datasets(layer: str, *, bucket: str, datasets: dict[str, str],
             result = _check(suites[entity], footers, batch_id)
             results[entity] = {"rows": result["rows"], "evaluated": result["evaluated"]}
         return {"batch_id": batch_id, "success": True, "datasets": results}
+
+    return check_schema()
+
+
+CSV_SAMPLE_BYTES = 64 * 1024  # the header and a few hundred rows: enough to tell a broken feed
+
+
+def check_csv_objects(suite: str, *, bucket: str, prefix: str, **task_kwargs):
+    """Task ``check_<suite>_schema``: the batch's CSV objects, from the first bytes of each.
+
+    The batch's objects are the marker's ``objects``, else every ``.csv`` under ``prefix``.
+    """
+    frame = current()
+    checked = schema_checks.load_suite(frame.pipeline.name, suite)
+
+    @task(task_id=f"check_{suite}_schema", **task_kwargs)
+    def check_schema(**context) -> dict[str, Any]:
+        claim = frame.claim(context)
+        hook = s3.s3_hook()
+        keys = claim.get("objects")
+        if keys is None:
+            keys = [key for key in s3.data_objects(bucket, prefix, hook=hook) if key.endswith(".csv")]
+        missing = [key for key in keys if not hook.check_for_key(key, bucket_name=bucket)]
+        if missing:
+            raise AirflowFailException(
+                f"batch {claim['batch_id']}: the marker names {len(missing)} object(s) that do not exist in "
+                f"s3://{bucket}/: {', '.join(missing[:10])}"
+            )
+        samples = {}
+        for key in keys:
+            data, complete = s3.read_head(bucket, key, CSV_SAMPLE_BYTES, hook=hook)
+            samples[key] = schema_checks.csv_sample(data, complete=complete)
+        try:
+            return schema_checks.check_csv_samples(samples, checked, batch_id=claim["batch_id"])
+        except schema_checks.SchemaCheckFailed as error:
+            raise AirflowFailException(str(error)) from None
 
     return check_schema()

@@ -27,12 +27,53 @@ def create_tables(files: tuple[str, ...] = ("create_tables.sql",)):
     return create_warehouse_tables()
 
 
-def load_batch(*, task_id: str, files: list[str], count_sql: str, must_equal: tuple[str, str], **task_kwargs):
+def _batch_parameters(claim: dict[str, Any], context) -> dict[str, Any]:
+    """What every batch SQL file may bind: ``batch_id``; ``loaded_at``, the run's logical time (a
+    rerun writes the same values); ``completed_at``, when the marker says the batch was complete
+    (else ``loaded_at``): the version of the batch's rows, for loads where a newer batch wins."""
+    loaded_at = context["dag_run"].run_after.isoformat()
+    return {
+        "batch_id": claim["batch_id"],
+        "loaded_at": loaded_at,
+        "completed_at": claim.get("completed_at") or loaded_at,
+    }
+
+
+def run_batch_sql(*, task_id: str, files: list[str], **task_kwargs):
+    """Run ``include/sql/<pipeline>/<files>`` for the claimed batch in one transaction, as its
+    holder (binds ``batch_id``, ``loaded_at``, ``completed_at``): set-based work on a batch the
+    database already holds."""
+    frame = current()
+    pipeline = frame.pipeline.name
+
+    @task(task_id=task_id, **task_kwargs)
+    def run_files(**context) -> dict[str, Any]:
+        claim = frame.claim(context)
+        with sql.transaction() as cursor:
+            ledger.check_holder(cursor, pipeline, claim["batch_id"], context["run_id"])
+            for name in files:
+                sql.execute(cursor, pipeline, name, _batch_parameters(claim, context))
+        return {"batch_id": claim["batch_id"], "files": files}
+
+    return run_files()
+
+
+def load_batch(
+    *,
+    task_id: str,
+    files: list[str],
+    count_sql: str,
+    must_equal: tuple[str, str],
+    parameters: dict[str, str] | None = None,
+    **task_kwargs,
+):
     """Run ``files`` for the batch and count the result in one transaction.
 
     The count must equal the count this run took of ``must_equal`` (layer, entity), or the
     transaction rolls back: the final table never holds a batch that does not reconcile. Binds
-    ``batch_id`` and ``loaded_at`` (the run's logical time, so a rerun writes the same values).
+    ``batch_id``, ``loaded_at`` and ``completed_at`` (see ``_batch_parameters``), and
+    ``parameters``, whose values may be templates (``{{ var.value.get(...) }}``), rendered when
+    the task runs.
     """
     frame = current()
     pipeline = frame.pipeline.name
@@ -40,17 +81,18 @@ def load_batch(*, task_id: str, files: list[str], count_sql: str, must_equal: tu
     frame.pipeline.layer(layer)
 
     @task(task_id=task_id, **task_kwargs)
-    def load(**context) -> dict[str, Any]:
-        batch_id = frame.claim(context)["batch_id"]
+    def load(extra: dict[str, str], **context) -> dict[str, Any]:
+        claim = frame.claim(context)
+        batch_id = claim["batch_id"]
         counted = {r["layer"]: r["counts"] for r in ledger.counts_of_run(pipeline, batch_id, context["run_id"])}
         if entity not in counted.get(layer, {}):
             raise CountMismatch(f"batch {batch_id}: this run has no {layer} count of {entity} to check the load with")
         expected = counted[layer][entity]
-        parameters = {"batch_id": batch_id, "loaded_at": context["dag_run"].run_after.isoformat()}
+        bound = {**extra, **_batch_parameters(claim, context)}
         with sql.transaction() as cursor:
             ledger.check_holder(cursor, pipeline, batch_id, context["run_id"])
             for name in files:
-                sql.execute(cursor, pipeline, name, parameters)
+                sql.execute(cursor, pipeline, name, bound)
             loaded = sql.execute(cursor, pipeline, count_sql, {"batch_id": batch_id})[0][0]
             if loaded != expected:
                 raise CountMismatch(
@@ -59,7 +101,7 @@ def load_batch(*, task_id: str, files: list[str], count_sql: str, must_equal: tu
                 )
         return {"batch_id": batch_id, entity: loaded}
 
-    return load()
+    return load(dict(parameters or {}))
 
 
 def load_parquet_tables(

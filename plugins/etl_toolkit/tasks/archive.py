@@ -1,0 +1,44 @@
+"""Moving a batch's data objects out of the landing bucket once the batch has loaded.
+
+Layer 4. Which objects, and as what (size, ETag), is what the batch's own job recorded when it
+read them, returned by ``include/sql/<pipeline>/<objects_sql>``: never a new listing, which would
+take in objects that arrived since and were not loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from airflow.sdk import task
+
+from etl_toolkit import s3, sql
+from etl_toolkit.tasks.frame import current
+
+log = logging.getLogger(__name__)
+
+
+def archive_objects(*, source_bucket: str, archive_bucket: str, objects_sql: str, task_id: str = "archive_objects"):
+    """Task: move each object of the batch to the same key in ``archive_bucket`` (copied, checked,
+    then deleted; see ``s3.archive_object``). A run that died half way converges when run again:
+    no object is lost, none is archived twice and none is left behind."""
+    frame = current()
+    pipeline = frame.pipeline.name
+
+    @task(task_id=task_id)
+    def archive(**context) -> dict[str, Any]:
+        batch_id = frame.claim(context)["batch_id"]
+        with sql.transaction() as cursor:
+            objects = sql.execute(cursor, pipeline, objects_sql, {"batch_id": batch_id}) or []
+        client = s3.s3_hook().get_conn()
+        outcomes: Counter[str] = Counter()
+        for number, (key, size, etag) in enumerate(objects, 1):
+            outcome = s3.archive_object(
+                client, source_bucket, key, archive_bucket, size=size, etag=etag, batch_id=batch_id
+            )
+            outcomes[outcome] += 1
+            log.info("%d/%d s3://%s/%s: %s", number, len(objects), source_bucket, key, outcome)
+        return {"batch_id": batch_id, "objects": len(objects), "archive_bucket": archive_bucket, **outcomes}
+
+    return archive()
