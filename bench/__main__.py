@@ -1,4 +1,5 @@
-"""``python -m bench [names...] [--orders N] [--totesys-sales-orders N] [--repeat N]``: run
+"""``python -m bench [names...] [--orders N] [--totesys-sales-orders N] [--ecommerce-transactions N]
+[--repeat N]``: run
 benchmarks, each printing a ratio against its baseline; ``--list`` names them. ``make bench`` runs
 them all.
 
@@ -17,7 +18,13 @@ import sys
 import time
 import traceback
 
-from bench.common import DEFAULT_ORDERS, DEFAULT_TOTESYS_SALES_ORDERS, Session, Verdict
+from bench.common import (
+    DEFAULT_ECOMMERCE_TRANSACTIONS,
+    DEFAULT_ORDERS,
+    DEFAULT_TOTESYS_SALES_ORDERS,
+    Session,
+    Verdict,
+)
 
 # name -> module, in the order ``python -m bench`` runs them (cheapest first).
 BENCHMARKS = {
@@ -26,6 +33,7 @@ BENCHMARKS = {
     "orders_landing_to_staging": "bench.orders_landing_to_staging",
     "warehouse_staging_load": "bench.warehouse_staging_load",
     "totesys_ingest": "bench.totesys_ingest",
+    "ecommerce_upsert": "bench.ecommerce_upsert",
     "orders_dag": "bench.orders_dag",
     "worker_memory": "bench.worker_memory",
     "totesys_cycle": "bench.totesys_cycle",
@@ -62,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         default=_size_default("BENCH_TOTESYS_SALES_ORDERS", DEFAULT_TOTESYS_SALES_ORDERS),
         help="sales orders in the totesys source (default: $BENCH_TOTESYS_SALES_ORDERS or 100,000)",
     )
+    parser.add_argument(
+        "--ecommerce-transactions",
+        type=int,
+        default=_size_default("BENCH_ECOMMERCE_TRANSACTIONS", DEFAULT_ECOMMERCE_TRANSACTIONS),
+        help="e-commerce transactions in the upsert batch (default: $BENCH_ECOMMERCE_TRANSACTIONS or 1,000,000)",
+    )
     parser.add_argument("--repeat", type=int, help="samples per side (default: each benchmark's own)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
@@ -77,17 +91,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--orders must be at least 2")
     if args.totesys_sales_orders < 1:
         parser.error("--totesys-sales-orders must be at least 1")
+    if args.ecommerce_transactions < 1:
+        parser.error("--ecommerce-transactions must be at least 1")
     names = args.names or list(BENCHMARKS)
 
     # SIGTERM (make interrupted, a CI timeout) unwinds like Ctrl-C, so the stack is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    session = Session(orders=args.orders, repeat=args.repeat, totesys_sales_orders=args.totesys_sales_orders)
+    session = Session(
+        orders=args.orders,
+        repeat=args.repeat,
+        totesys_sales_orders=args.totesys_sales_orders,
+        ecommerce_transactions=args.ecommerce_transactions,
+    )
     verdicts: list[Verdict] = []
     errors: list[str] = []
     started = time.monotonic()
     print(
         f"benchmarks: {', '.join(names)}; big batch {args.orders:,} orders; totesys source "
-        f"{args.totesys_sales_orders:,} sales orders; work folder {session.workdir}"
+        f"{args.totesys_sales_orders:,} sales orders; e-commerce batch {args.ecommerce_transactions:,} "
+        f"transactions; work folder {session.workdir}"
     )
     try:
         for name in names:

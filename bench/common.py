@@ -1,7 +1,7 @@
 """What every benchmark shares: timing, A/B interleaving, the result block, child processes with
 their peak memory, the local stack (started on first use and stopped at the end, even on error),
 whole-DAG runs with ``dag.test()`` and their orchestration share, and the sample data (orders
-batches, the totesys source).
+batches, the totesys source; the e-commerce benchmark writes its own transactions).
 
 A benchmark never trusts an absolute number on these shared, noisy machines: it runs a baseline
 and a candidate in the same command, alternating them (A B A B ...) so that a slow spell hits both,
@@ -43,6 +43,7 @@ TOTESYS_BUCKETS = ("totesys-ingestion", "totesys-processed")
 DEFAULT_TOTESYS_SALES_ORDERS = 100_000
 WARMUP_TOTESYS_SALES_ORDERS = 1_000
 TOTESYS_SEED = 7  # the simulator's own default
+DEFAULT_ECOMMERCE_TRANSACTIONS = 1_000_000
 
 _STARTED = time.monotonic()
 
@@ -512,6 +513,7 @@ class Session:
     orders: int
     repeat: int | None
     totesys_sales_orders: int = DEFAULT_TOTESYS_SALES_ORDERS
+    ecommerce_transactions: int = DEFAULT_ECOMMERCE_TRANSACTIONS
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     _stack: Stack | None = None
     _totesys_source: tuple[int, dict[str, int]] | None = None  # (sales orders, rows per table)

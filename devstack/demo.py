@@ -26,7 +26,7 @@ from devstack.resources import TOPICS, inbox_queue
 from devstack.runs import task_return_value
 from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, read_env_file, stack_answers
 
-PIPELINES = {"orders": "orders_pipeline", "totesys": "totesys_warehouse"}
+PIPELINES = {"orders": "orders_pipeline", "totesys": "totesys_warehouse", "ecommerce": "ecommerce_pipeline"}
 
 
 def main(pipeline: str, orders: int, seed: int) -> int:
@@ -314,7 +314,125 @@ def _warehouse_execute(statement: str, missing_ok: bool = False) -> None:
             raise
 
 
-RUNNERS = {"orders_pipeline": run_orders, "totesys_warehouse": run_totesys}
+# -- e-commerce: two days of transactions, then a batch of updates to them -------------------------------
+
+
+def run_ecommerce(dag_id: str, batch_id: str, orders: int, seed: int, report_file: Path) -> int:
+    """Three batches through the pipeline: each of two days' transactions (with a few bad rows and
+    duplicates, as a real feed has), then updates to a fifth of them (refunds, corrected prices).
+
+    ``orders`` is the transactions per day (at most 100,000). The demo starts from empty
+    e-commerce buckets and no e-commerce warehouse schema.
+    """
+    from datetime import date, timedelta
+
+    import boto3
+    from airflow.dag_processing.dagbag import DagBag
+
+    from devstack.sample_data import ecommerce as sample
+
+    s3 = boto3.client("s3")
+    for bucket in (sample.RAW_BUCKET, sample.ARCHIVE_BUCKET):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+    _warehouse_execute("DROP SCHEMA IF EXISTS ecommerce CASCADE")
+    _warehouse_execute("DELETE FROM audit.layer_counts WHERE pipeline = 'ecommerce'", missing_ok=True)
+    _warehouse_execute("DELETE FROM audit.batches WHERE pipeline = 'ecommerce'", missing_ok=True)
+    for topic in TOPICS:
+        _read_inbox(topic)
+
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).get_dag(dag_id)
+    per_day = max(10, min(orders, 100_000))
+    first = date(2026, 11, 1)
+    days = [sample.generate_day(first + timedelta(days=n), per_day, seed=seed, invalid_share=0.01,
+                                identical_duplicates=2, conflicting_duplicates=1) for n in range(2)]  # fmt: skip
+    runs = []
+    for n, day in enumerate(days, 1):
+        keys = sample.write_day(s3, day)
+        runs.append((f"{batch_id}-day{n}", keys, f"{len(day.rows)} rows of {day.day}"))
+    updates = [row for day in days for row in sample.update_rows(day, 0.2, seed=seed)]
+    changed = {row[0] for row in updates}
+    # A few transactions sent again exactly as they were: upserted as unchanged, left alone.
+    resent = [day.rows[i] for day in days for i in day.valid if day.rows[i][0] not in changed][:25]
+    update_key = sample.write_updates(s3, first + timedelta(days=2), updates + resent)
+    what = f"{len(updates)} updates to the two days' transactions and {len(resent)} sent again unchanged"
+    runs.append((f"{batch_id}-updates", [update_key], what))
+    ok, results = True, []
+    for name, keys, what in runs:
+        rows = sum(len(s3.get_object(Bucket=sample.RAW_BUCKET, Key=k)["Body"].read().splitlines()) - 1 for k in keys)
+        print(f"writing sample batch {name}: {what} in {', '.join(keys)}", flush=True)
+        sample.write_marker(s3, name, objects=keys, expected_counts={"transactions": rows})
+        print(f"marker batch-completion/{name}.json written: expected {rows} transactions", flush=True)
+        print(f"running {dag_id} with dag.test() ...", flush=True)
+        started = time.monotonic()
+        dag_run = dag.test(run_conf={"batch_id": None, "reprocess": False})
+        results.append((name, dag_run, time.monotonic() - started))
+        ok = ok and dag_run.state == "success"
+        if not ok:
+            break
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        report_ecommerce(results)
+    report_file.write_text(text.getvalue())
+    return 0 if ok else 1
+
+
+def report_ecommerce(results: list) -> None:
+    rule = "=" * 78
+    print(f"\n{rule}\necommerce_pipeline: {len(results)} batches\n{rule}")
+    print(f"\n{'batch':<34}{'state':<10}{'seconds':>8}{'read':>8}{'rejected':>9}{'dups':>6}"
+          f"{'inserted':>9}{'updated':>8}{'unchanged':>10}")  # fmt: skip
+    for name, dag_run, elapsed in results:
+        rows = _warehouse(
+            "SELECT layer, details FROM audit.layer_counts WHERE pipeline = 'ecommerce' AND batch_id = %s", (name,)
+        )
+        counts = {layer: details.get("counts", {}) for layer, details in rows}
+        final = counts.get("final", {})
+        cells = [counts.get("landing", {}).get("transactions"), counts.get("rejected", {}).get("rejected"),
+                 counts.get("duplicates_dropped", {}).get("duplicates_dropped"), final.get("inserted"),
+                 final.get("updated"), final.get("unchanged")]  # fmt: skip
+        widths = (8, 9, 6, 9, 8, 10)
+        print(f"{name:<34}{str(dag_run.state):<10}{elapsed:>8.1f}"
+              + "".join(f"{'-' if c is None else c:>{w}}" for c, w in zip(cells, widths, strict=True)))  # fmt: skip
+
+    print("\nrejected rows by reason (ecommerce.rejected_transactions, first 8):")
+    for batch, line, reason in _warehouse(
+        "SELECT batch_id, line_number, reason FROM ecommerce.rejected_transactions ORDER BY batch_id, line_number "
+        "LIMIT 8",
+        (),
+    ):
+        print(f"  {batch} line {line}: {reason}")
+
+    print("\nSNS messages read back from their inbox queues:")
+    for topic in TOPICS:
+        for envelope in _read_inbox(topic):
+            body = json.loads(envelope["Message"])
+            print(f"  [{inbox_queue(topic)}] subject: {envelope.get('Subject')}")
+            for name in ("status", "error", "note"):
+                if body.get(name) is not None:
+                    print(f"    {name}: {str(body[name])[:400]}")
+            if body.get("counts"):
+                print(f"    counts: {json.dumps(body['counts'])}")
+
+    import boto3
+
+    s3 = boto3.client("s3")
+    archived = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket="ecommerce-archive")
+                for o in p.get("Contents", [])]  # fmt: skip
+    pending = s3.list_objects_v2(Bucket="ecommerce-raw", Prefix="transactions/").get("KeyCount", 0)
+    print(f"\narchive: {len(archived)} object(s) in s3://ecommerce-archive/, {pending} left under "
+          "s3://ecommerce-raw/transactions/")  # fmt: skip
+    for key in archived:
+        print(f"  {key}")
+    total = _warehouse("SELECT count(*), count(*) FILTER (WHERE status = 'Refunded') FROM ecommerce.fact_transactions",
+                       ())  # fmt: skip
+    if total:
+        print(f"\nwarehouse: ecommerce.fact_transactions {total[0][0]} rows, {total[0][1]} refunded")
+    print(rule)
+
+
+RUNNERS = {"orders_pipeline": run_orders, "totesys_warehouse": run_totesys, "ecommerce_pipeline": run_ecommerce}
 
 if __name__ == "__main__":
     dag_id_arg, batch_id_arg, orders_arg, seed_arg, report_arg = sys.argv[1:6]
