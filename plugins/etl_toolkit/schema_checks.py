@@ -551,7 +551,8 @@ def validate_csv_samples(samples: dict[str, pa.Table], suite: SchemaSuite, *, ba
         result.update(objects=keys[:_MAX_NAMES], files=len(samples), headers=len(by_header))
         if not result["success"]:
             return result
-    return result if len(by_header) == 1 else {**result, "objects": sorted(samples)[:_MAX_NAMES]}
+    rows = sum(sample.num_rows for sample in samples.values())
+    return {**result, "rows": rows, "objects": sorted(samples)[:_MAX_NAMES]}
 
 
 def check_csv_samples(samples: dict[str, pa.Table], suite: SchemaSuite, *, batch_id: str) -> dict:

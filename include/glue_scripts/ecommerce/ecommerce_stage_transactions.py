@@ -208,23 +208,28 @@ def valid_mask(batch: pa.RecordBatch, customers: pa.Array, products: pa.Array) -
     parsed = pc.strptime(dates, format="%Y-%m-%d", unit="s", error_is_null=True)
     # strptime rolls 2026-02-30 over to March 2: a real date is one that prints back as it was.
     real_date = pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), dates)
+    # Arrow accepts year 0; PostgreSQL (and Python) do not, and COPY would fail the whole batch.
+    real_date = pc.and_(real_date, pc.greater_equal(pc.year(parsed), 1))
     return pc.and_(mask, real_date).fill_null(False)
 
 
 def rejection(row: dict[str, str], customers: set[str], products: set[str]) -> tuple[str, str]:
-    """(rule, reason) of the first check a row fails; rows that fail none never get here."""
+    """(rule, reason) of the first check a row fails; rows that fail none never get here.
+
+    The patterns are matched whole (``fullmatch``), as Arrow matches them in ``valid_mask``: with
+    ``re.match`` a ``$`` would also match before a trailing newline inside a quoted cell."""
     from datetime import date
 
     if not row["transaction_id"].strip():
         return "format", "transaction_id is empty"
-    if not re.match(WHOLE_NUMBER, row["quantity"]):
+    if not re.fullmatch(WHOLE_NUMBER, row["quantity"]):
         return "format", f"quantity {row['quantity']!r} is not a whole number"
     if int(row["quantity"]) < 1:
         return "format", f"quantity {row['quantity']} is below 1"
-    if not re.match(PRICE, row["price"]):
+    if not re.fullmatch(PRICE, row["price"]):
         return "format", f"price {row['price']!r} is not a decimal >= 0 with at most two places"
     try:
-        if not re.match(DATE, row["transaction_date"]):
+        if not re.fullmatch(DATE, row["transaction_date"]):
             raise ValueError
         date.fromisoformat(row["transaction_date"])
     except ValueError:
