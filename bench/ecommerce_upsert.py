@@ -29,9 +29,10 @@ duplicates, dimension joins, MERGE, batch_loads) gets.
   splits the statements, psycopg2 binds ``batch_id``, ``loaded_at``, ``completed_at`` and
   ``max_rejected_fraction`` 0.05), from one connection in this process; the wall time is the
   job's plus the two transactions'. The e-commerce tables a batch passes through (staging,
-  rejects, batch objects, fact, batch loads) are truncated before each run, outside the timing, so
-  every run is a first load into an empty fact table; after each run the fact table must hold
-  exactly the batch's rows.
+  rejects, batch objects, fact, batch loads) are dropped and made again with ``create_tables.sql``
+  before each run, outside the timing, so every run is a first load into a new, empty fact table
+  (not a TRUNCATEd one: see ``_fresh_tables``); after each run the fact table must hold exactly
+  the batch's rows.
 
 alternately (A B A B ...), on BENCH_ECOMMERCE_TRANSACTIONS (``--ecommerce-transactions``, default
 1,000,000) clean transactions generated with ``devstack.sample_data.ecommerce`` and written once
@@ -142,6 +143,17 @@ def _truncate(conn, tables) -> None:
     conn.commit()
 
 
+def _fresh_tables(conn, sql, tables) -> None:
+    """The tables a batch passes through dropped and made again by ``create_tables.sql``: new and
+    empty, with no planner statistics, as before a pipeline's first batch. (A TRUNCATEd table keeps
+    its column statistics, and autovacuum may ANALYZE it while it is empty; the upsert's MERGE is
+    then planned as a nested loop that scans the fact table once per row, while it grows.)"""
+    with conn.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
+        sql.execute(cursor, "ecommerce", "create_tables.sql")
+    conn.commit()
+
+
 def run(session: Session) -> list[Verdict]:
     repeat = session.repeats(DEFAULT_REPEAT)
     stack = session.stack()
@@ -205,7 +217,7 @@ def run(session: Session) -> list[Verdict]:
             return {"seconds": seconds, "copy_seconds": copy_seconds, "insert_seconds": seconds - copy_seconds}
 
         def pipeline(index: int, batch_keys: list[str] = keys, rows: int = transactions) -> dict:
-            _truncate(conn, pipeline_tables)  # a first load: nothing staged, an empty fact table
+            _fresh_tables(conn, sql, pipeline_tables)  # a first load: nothing staged, a new empty fact table
             job = run_child(glue_command(SCRIPT, f"bench-ecommerce-{index}", arguments(BATCH_ID, batch_keys)), env=env)
             summary = job.last_json()
             if (summary["rows_read"], summary["staged"], summary["rejected"]) != (rows, rows, 0):
@@ -243,20 +255,21 @@ def run(session: Session) -> list[Verdict]:
             ),
         )
         progress(f"the job alone on one day's object ({first_rows:,} rows), for its peak memory (untimed)")
-        _truncate(conn, pipeline_tables)
+        _fresh_tables(conn, sql, pipeline_tables)
         small = run_child(glue_command(SCRIPT, "bench-ecommerce-day", arguments(BATCH_ID, [first_key])), env=env)
         if small.last_json()["staged"] != first_rows:
             raise RuntimeError(f"the job staged {small.last_json()}, expected {first_rows} rows")
     finally:
-        conn.rollback()
-        with conn.cursor() as cursor:  # leave the warehouse as the pipeline expects it
-            cursor.execute("DROP SCHEMA IF EXISTS bench CASCADE")
-            cursor.execute("SELECT to_regclass('ecommerce.batch_loads') IS NOT NULL")
-            if cursor.fetchone()[0]:
-                cursor.execute(f"TRUNCATE {', '.join(pipeline_tables)}")
-        conn.commit()
-        conn.close()
         s3.delete_objects(Bucket=RAW_BUCKET, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True})
+        if not conn.closed:  # leave the warehouse as the pipeline expects it
+            conn.rollback()
+            with conn.cursor() as cursor:
+                cursor.execute("DROP SCHEMA IF EXISTS bench CASCADE")
+                cursor.execute("SELECT to_regclass('ecommerce.batch_loads') IS NOT NULL")
+                if cursor.fetchone()[0]:
+                    cursor.execute(f"TRUNCATE {', '.join(pipeline_tables)}")
+            conn.commit()
+        conn.close()
 
     return [_throughput_block(a, b, repeat, transactions, len(keys), csv_bytes),
             _memory_block(b, small.peak_rss_mb, first_rows, transactions)]  # fmt: skip
@@ -283,11 +296,11 @@ def _throughput_block(a: list[dict], b: list[dict], repeat: int, rows: int, n_ob
         target=f"ratio >= {TARGET_RATIO}",
         passed=b_rate / a_rate >= TARGET_RATIO,
         details=[
-            f"pipeline phases, medians: Glue job {_runs(seconds(b, 'job_seconds'))}, "
-            f"settle_duplicates.sql {_runs(seconds(b, 'settle_seconds'))}, "
-            f"upsert (3 files) {_runs(seconds(b, 'upsert_seconds'))}",
-            f"bare phases, medians: COPY {_runs(seconds(a, 'copy_seconds'))}, "
-            f"INSERT ON CONFLICT {_runs(seconds(a, 'insert_seconds'))}",
+            f"pipeline phases, medians: Glue job {_runs(seconds(b, 'job_seconds'), 2)}, "
+            f"settle_duplicates.sql {_runs(seconds(b, 'settle_seconds'), 2)}, "
+            f"upsert (3 files) {_runs(seconds(b, 'upsert_seconds'), 2)}",
+            f"bare phases, medians: COPY {_runs(seconds(a, 'copy_seconds'), 2)}, "
+            f"INSERT ON CONFLICT {_runs(seconds(a, 'insert_seconds'), 2)}",
             f"{rows:,} rows, {csv_bytes:,} bytes of CSV ({csv_bytes / 2**20:,.0f} MB); "
             f"the job's peak RSS {median(seconds(b, 'rss_mb')):,.0f} MB",
         ],
@@ -310,5 +323,5 @@ def _memory_block(b: list[dict], small_rss: float, small_rows: int, rows: int) -
     )
 
 
-def _runs(seconds: list[float]) -> str:
-    return f"{median(seconds):.1f} s; runs {fmt_samples(seconds, digits=1)}"
+def _runs(seconds: list[float], digits: int = 1) -> str:
+    return f"{median(seconds):.{digits}f} s; runs {fmt_samples(seconds, digits=digits)}"

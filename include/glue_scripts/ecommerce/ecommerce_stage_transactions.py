@@ -16,8 +16,11 @@ Writes  to the warehouse whose credentials are the Secrets Manager secret --ware
         replaces, never adds): the rows that pass into ``ecommerce.stg_transactions``, the
         rejected ones into ``ecommerce.rejected_transactions`` (object key, line number, rule,
         reason, the row's cells as JSON), and each object read, with its size, ETag and rows,
-        into ``ecommerce.batch_objects``, all with ``COPY ... FROM STDIN``. Duplicates across the
-        batch are settled afterwards in the database, where the whole batch is.
+        into ``ecommerce.batch_objects``, all with ``COPY ... FROM STDIN``. An object's staged
+        rows go in one COPY, fed block by block as they are checked, so the server loads one
+        block while the next is read and checked; its rejected rows wait in a temporary file
+        and follow in a COPY of their own. Duplicates across the batch are settled afterwards in
+        the database, where the whole batch is.
 
 Line numbers count the header as line 1 (a quoted value spanning lines is not expected in this
 feed). Runs on AWS Glue 5.0 (psycopg2 through --additional-python-modules) and locally as a plain
@@ -35,6 +38,7 @@ import io
 import json
 import re
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -251,32 +255,82 @@ def csv_text(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+class CopySource:
+    """What ``copy_expert`` reads: the bytes an iterator of chunks yields, produced only as the COPY
+    asks for them. One COPY then carries a whole object while the server loads what it has been
+    sent and this process reads and checks the next block. An exception from the iterator is kept
+    in ``error``: psycopg2 replaces it by a QueryCanceled, and ``copy_from_chunks`` raises it again."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+        self.error: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            while not self._pending:
+                self._pending = memoryview(next(self._chunks))
+        except StopIteration:
+            return b""
+        except BaseException as error:
+            self.error = error
+            raise
+        size = len(self._pending) if size is None or size < 0 else size
+        chunk, self._pending = self._pending[:size], self._pending[size:]
+        return bytes(chunk)
+
+
+def copy_from_chunks(cursor, statement: str, chunks: Iterator[bytes]) -> None:
+    """``COPY ... FROM STDIN`` of the bytes ``chunks`` yields, streamed; an exception raised while
+    making them is raised as itself (the COPY, and so the transaction, has failed)."""
+    source = CopySource(chunks)
+    try:
+        cursor.copy_expert(statement, source, size=CSV_BLOCK_BYTES)
+    except Exception:
+        if source.error is not None:
+            raise source.error from None
+        raise
+    if source.error is not None:  # psycopg2 fails the COPY when read() raises: only a guard
+        raise source.error
+
+
 def stage_object(cursor, s3, bucket: str, item: BatchObject, batch_id: str, customers: tuple[pa.Array, set],
                  products: tuple[pa.Array, set]) -> Staged:  # fmt: skip
-    """One object's rows into staging and rejects, block by block; returns what it did."""
+    """One object's rows into staging and rejects; returns what it did. The rows that pass go to
+    ``stg_transactions`` in one COPY, block by block as they are checked; the rejected ones wait
+    in a temporary file (memory stays flat) and follow in one COPY of their own."""
     body = s3.get_object(Bucket=bucket, Key=item.key, IfMatch=f'"{item.etag}"')["Body"]
     done = Staged()
-    for batch in csv_batches(body, item.key, batch_id):
-        lines = pa.array(range(done.rows_read + 2, done.rows_read + 2 + batch.num_rows), pa.int32())
-        done.rows_read += batch.num_rows
-        mask = valid_mask(batch, customers[0], products[0])
-        valid = pa.Table.from_batches([batch]).filter(mask)
-        if valid.num_rows:
-            constant = [pa.array([batch_id] * valid.num_rows), pa.array([item.key] * valid.num_rows)]
-            staged = pa.Table.from_arrays([*constant, lines.filter(mask), *valid.columns], names=STAGED_COLUMNS)
-            cursor.copy_expert(COPY_STAGED, io.BytesIO(csv_text(staged)))
-            done.staged += valid.num_rows
-        refused = pc.invert(mask)
-        if pc.any(refused).as_py():
-            rows = pa.Table.from_batches([batch]).filter(refused).to_pylist()
-            numbers = lines.filter(refused).to_pylist()
-            out = io.StringIO()
-            writer = csv.writer(out)
-            for number, row in zip(numbers, rows, strict=True):
-                rule, reason = rejection(row, customers[1], products[1])
-                writer.writerow([batch_id, item.key, number, rule, reason, json.dumps(row)])
-            cursor.copy_expert(COPY_REJECTED, io.BytesIO(out.getvalue().encode()))
-            done.rejected += len(rows)
+    with tempfile.TemporaryFile() as rejects:
+
+        def staged_csv() -> Iterator[bytes]:
+            for batch in csv_batches(body, item.key, batch_id):
+                lines = pa.array(range(done.rows_read + 2, done.rows_read + 2 + batch.num_rows), pa.int32())
+                done.rows_read += batch.num_rows
+                mask = valid_mask(batch, customers[0], products[0])
+                valid = pa.Table.from_batches([batch]).filter(mask)
+                if valid.num_rows:
+                    constant = [pa.repeat(batch_id, valid.num_rows), pa.repeat(item.key, valid.num_rows)]
+                    staged = pa.Table.from_arrays([*constant, lines.filter(mask), *valid.columns],
+                                                  names=STAGED_COLUMNS)  # fmt: skip
+                    done.staged += valid.num_rows
+                    yield csv_text(staged)
+                refused = pc.invert(mask)
+                if pc.any(refused).as_py():
+                    rows = pa.Table.from_batches([batch]).filter(refused).to_pylist()
+                    numbers = lines.filter(refused).to_pylist()
+                    out = io.StringIO()
+                    writer = csv.writer(out)
+                    for number, row in zip(numbers, rows, strict=True):
+                        rule, reason = rejection(row, customers[1], products[1])
+                        writer.writerow([batch_id, item.key, number, rule, reason, json.dumps(row)])
+                    rejects.write(out.getvalue().encode())
+                    done.rejected += len(rows)
+
+        copy_from_chunks(cursor, COPY_STAGED, staged_csv())
+        if done.rejected:
+            rejects.seek(0)
+            cursor.copy_expert(COPY_REJECTED, rejects, size=CSV_BLOCK_BYTES)
     out = io.StringIO()
     csv.writer(out).writerow([batch_id, item.key, item.size, item.etag, done.rows_read])
     cursor.copy_expert(COPY_OBJECTS, io.BytesIO(out.getvalue().encode()))

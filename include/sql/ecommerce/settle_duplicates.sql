@@ -9,18 +9,34 @@ WHERE batch_id = %(batch_id)s AND disposition <> 'valid';
 DELETE FROM ecommerce.rejected_transactions
 WHERE batch_id = %(batch_id)s AND rule = 'conflicting_duplicate';
 
-WITH conflicting AS (
-    SELECT transaction_id, count(*) AS copies
-    FROM ecommerce.stg_transactions
-    WHERE batch_id = %(batch_id)s
-    GROUP BY transaction_id
-    HAVING count(DISTINCT (customer_id, product_id, quantity, price, transaction_date, payment_type, status)) > 1
-), rejected AS (
+-- The stage job has just loaded the batch: without fresh statistics the planner takes it for a
+-- few rows and picks nested loops that grow with the square of the batch.
+ANALYZE ecommerce.stg_transactions;
+
+-- One sort of the batch by transaction_id finds both kinds: copies whose fingerprints differ
+-- conflict; among identical copies, every one after the first is a duplicate. Only those rows
+-- are written.
+WITH ranked AS (
+    SELECT object_key, line_number, transaction_id,
+           count(*) OVER same_id AS copies,
+           min(fingerprint) OVER same_id <> max(fingerprint) OVER same_id AS conflicting,
+           row_number() OVER (same_id ORDER BY object_key, line_number) AS copy
+    FROM (
+        SELECT object_key, line_number, transaction_id,
+               md5(row(customer_id, product_id, quantity, price, transaction_date, payment_type, status)::text)
+                   AS fingerprint
+        FROM ecommerce.stg_transactions
+        WHERE batch_id = %(batch_id)s
+    ) AS batch
+    WINDOW same_id AS (PARTITION BY transaction_id)
+), settled AS (
     UPDATE ecommerce.stg_transactions AS s
-    SET disposition = 'rejected'
-    FROM conflicting AS c
-    WHERE s.batch_id = %(batch_id)s AND s.transaction_id = c.transaction_id
-    RETURNING s.*, c.copies
+    SET disposition = CASE WHEN r.conflicting THEN 'rejected' ELSE 'duplicate' END
+    FROM ranked AS r
+    WHERE s.batch_id = %(batch_id)s
+      AND s.object_key = r.object_key AND s.line_number = r.line_number
+      AND (r.conflicting OR r.copy > 1)
+    RETURNING s.*, r.copies, r.conflicting
 )
 INSERT INTO ecommerce.rejected_transactions (batch_id, object_key, line_number, rule, reason, raw)
 SELECT batch_id, object_key, line_number, 'conflicting_duplicate',
@@ -29,16 +45,5 @@ SELECT batch_id, object_key, line_number, 'conflicting_duplicate',
            'transaction_id', transaction_id, 'customer_id', customer_id, 'product_id', product_id,
            'quantity', quantity::text, 'price', price::text, 'transaction_date', transaction_date::text,
            'payment_type', payment_type, 'status', status)
-FROM rejected;
-
-UPDATE ecommerce.stg_transactions AS s
-SET disposition = 'duplicate'
-FROM (
-    SELECT object_key, line_number,
-           row_number() OVER (PARTITION BY transaction_id ORDER BY object_key, line_number) AS copy
-    FROM ecommerce.stg_transactions
-    WHERE batch_id = %(batch_id)s AND disposition = 'valid'
-) AS d
-WHERE s.batch_id = %(batch_id)s
-  AND s.object_key = d.object_key AND s.line_number = d.line_number
-  AND d.copy > 1;
+FROM settled
+WHERE conflicting;

@@ -6,6 +6,10 @@
 --   superseded  a known one a newer batch already wrote (an older batch loaded again): left alone.
 -- The actions are decided once, under the lock taken in step 1, and recorded in batch_loads; the
 -- MERGE then applies exactly the inserts and updates.
+-- Fresh statistics first: a fact table last analysed while it was empty, or a staging table
+-- just loaded, would make the planner loop over one of them once per row of the other.
+ANALYZE ecommerce.fact_transactions;
+
 CREATE TEMPORARY TABLE upsert_rows (
     transaction_id text, customer_id text, customer_email text, product_id text, product_name text,
     quantity int, total_price numeric(12,2), transaction_date date, payment_type text, status text,
@@ -30,6 +34,8 @@ JOIN ecommerce.dim_customers AS c ON c.customer_id = s.customer_id
 JOIN ecommerce.dim_products AS p ON p.product_id = s.product_id
 LEFT JOIN ecommerce.fact_transactions AS f ON f.transaction_id = s.transaction_id
 WHERE s.batch_id = %(batch_id)s AND s.disposition = 'valid';
+
+ANALYZE upsert_rows;
 
 MERGE INTO ecommerce.fact_transactions AS f
 USING (SELECT * FROM upsert_rows WHERE action IN ('insert', 'update')) AS u
