@@ -6,11 +6,19 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 PIPELINE ?= orders
 ORDERS   ?= 2000
+# Glue jobs on PySpark (devstack/glue_spark) need Java 17 and Hadoop's S3A file system for s3://
+# paths: hadoop-aws and the AWS SDK it is built against, taken from the PyPI sdist of
+# sagemaker-pyspark, which bundles both (no Maven repository needed).
+SPARK_JARS_DIR := .local/spark-jars
+SPARK_JARS     := hadoop-aws-3.3.1.jar aws-java-sdk-bundle-1.11.901.jar
+JARS_PACKAGE   := sagemaker-pyspark==1.4.5
+JARS_SDIST     := sagemaker_pyspark-1.4.5
+JAVA_PACKAGE   := openjdk-17-jre-headless
 
-.PHONY: help venv test lint demo stack airflow bundle bench lock clean
+.PHONY: help venv spark-runtime test lint demo stack airflow bundle bench lock clean
 
 help:
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(STAMP): requirements-local.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,28 +27,45 @@ $(STAMP): requirements-local.txt
 	@$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-local.txt
 	@touch $@
 
-venv: $(STAMP) ## create or refresh .venv from requirements-local.txt
+venv: $(STAMP) spark-runtime ## create or refresh .venv from requirements-local.txt, with the Spark runtime
+
+# Checked on every run (cheap), so `make clean` or a missing java is put right by the next target.
+spark-runtime: $(STAMP) ## Java 17 and the S3A jars in .local/spark-jars for Glue jobs on PySpark (skipped when present)
+	@command -v java >/dev/null || test -x "$$JAVA_HOME/bin/java" || { \
+	  echo "installing Java 17 ($(JAVA_PACKAGE)) for Glue jobs on PySpark"; \
+	  sudo=; test "$$(id -u)" = 0 || sudo="sudo -n"; \
+	  mkdir -p /usr/share/man/man1 2>/dev/null || $$sudo mkdir -p /usr/share/man/man1 2>/dev/null; \
+	  { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq $(JAVA_PACKAGE) >/dev/null; } \
+	  || echo "WARNING: could not install $(JAVA_PACKAGE); Glue jobs on PySpark fail until Java 17 is installed"; }
+	@$(foreach jar,$(SPARK_JARS),test -f $(SPARK_JARS_DIR)/$(jar) &&) true || { \
+	  echo "installing the S3A jars for Glue jobs on PySpark into $(SPARK_JARS_DIR) (first run only)"; \
+	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps \
+	    "$(JARS_PACKAGE)" -d "$$tmp" && \
+	  tar -xzf "$$tmp/$(JARS_SDIST).tar.gz" -C "$$tmp" $(addprefix $(JARS_SDIST)/deps/jars/,$(SPARK_JARS)) && \
+	  mkdir -p $(SPARK_JARS_DIR) && \
+	  mv $(addprefix "$$tmp"/$(JARS_SDIST)/deps/jars/,$(SPARK_JARS)) $(SPARK_JARS_DIR)/; }
 
 lint: $(STAMP) ## ruff (with Airflow's AIR rules), then the toolkit's layers (import-linter)
 	$(BIN)/ruff check .
 	PYTHONPATH=plugins $(BIN)/lint-imports --no-cache
 
-test: $(STAMP) lint ## lint, then every test on the local stack (started by the tests)
+test: $(STAMP) spark-runtime lint ## lint, then every test on the local stack (started by the tests)
 	$(BIN)/pytest
 
-demo: $(STAMP) ## run a pipeline end to end on the local stack and print its report
+demo: $(STAMP) spark-runtime ## run a pipeline end to end on the local stack and print its report
 	$(BIN)/python -m devstack demo --pipeline $(PIPELINE) --orders $(ORDERS)
 
-stack: $(STAMP) ## the local AWS emulator and warehouse in the foreground; writes .local/stack.env
+stack: $(STAMP) spark-runtime ## the local AWS emulator and warehouse in the foreground; writes .local/stack.env
 	$(BIN)/python -m devstack up
 
-airflow: $(STAMP) ## the local stack plus Airflow (UI on http://127.0.0.1:8080, scheduler, triggerer, DAG processor)
+airflow: $(STAMP) spark-runtime ## the local stack plus Airflow (UI on http://127.0.0.1:8080, scheduler, triggerer, DAG processor)
 	$(BIN)/python -m devstack airflow
 
 bundle: $(STAMP) ## build dist/mwaa/: the dags prefix with include/, plugins.zip, requirements.txt
 	$(BIN)/python -m devstack bundle --out dist/mwaa
 
-bench: $(STAMP) ## benchmarks, each printing a ratio against its baseline
+bench: $(STAMP) spark-runtime ## benchmarks, each printing a ratio against its baseline
 	$(BIN)/python -m bench
 
 lock: ## recompile requirements-local.txt from requirements-local.in

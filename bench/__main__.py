@@ -30,6 +30,7 @@ from bench.common import (
 BENCHMARKS = {
     "dag_parse": "bench.dag_parse",
     "glue_overhead": "bench.glue_overhead",
+    "glue_spark_overhead": "bench.glue_spark_overhead",
     "orders_landing_to_staging": "bench.orders_landing_to_staging",
     "warehouse_staging_load": "bench.warehouse_staging_load",
     "totesys_ingest": "bench.totesys_ingest",

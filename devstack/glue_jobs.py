@@ -11,11 +11,18 @@ replaces that, in the process that serves moto, with a run that:
   ``sys.path``: the ``.py`` files in one folder on it, each archive on it itself; a path that
   does not exist fails the run with an ``ErrorMessage`` naming it. The argument still reaches
   the script, as on AWS;
-- runs it as its own Python process (through ``glue_launcher.py``, which refuses Spark and
-  ``awsglue`` with a clear message) with ``--JOB_NAME``, ``--JOB_RUN_ID``, the job's default
-  arguments, the run's arguments and the non-overridable ones, in AWS Glue's precedence order;
+- chooses the runtime as AWS Glue does (``glue_spark/runtime.py``): a ``pythonshell`` job runs
+  without Spark; a ``glueetl`` job whose code imports ``awsglue`` or ``pyspark`` runs on PySpark
+  in local mode, its ``s3://``, ``s3a://`` and ``s3n://`` paths on the emulated S3; any other
+  script keeps the plain Python path, which starts no JVM;
+- runs it as its own process, in a process group of its own (so that stopping it stops Spark's
+  JVM too), through ``glue_launcher.py``, with the arguments AWS Glue passes (``--JOB_NAME``,
+  ``--JOB_RUN_ID``, ``--JOB_ID``, ``--TempDir``, ``--job-bookmark-option``, ``--job-language``),
+  then the job's default arguments, the run's arguments and the non-overridable ones, in AWS
+  Glue's precedence order;
 - gives it ``AWS_ENDPOINT_URL``, a region and dummy credentials, so boto3 and pyarrow in the
-  script reach the emulator;
+  script reach the emulator, and ``GLUE_LOCAL_STATE_DIR``, the folder of this emulator's job
+  bookmarks;
 - reports RUNNING until the process ends, then SUCCEEDED, or FAILED with ``ErrorMessage`` set to
   the script's error (the last line of its traceback), or TIMEOUT, or STOPPED after
   ``BatchStopJobRun``; ``ExecutionTime`` is the real run time;
@@ -23,14 +30,20 @@ replaces that, in the process that serves moto, with a run that:
   ``/aws-glue/jobs/error`` (stream = run id) while it runs, which is where
   ``GlueJobOperator(verbose=True)`` reads them from.
 
-``UpdateJob`` and ``BatchStopJobRun``, which moto lacks, are added (the operator's
-``update_config=True`` and ``stop_job_run_on_kill`` use them). ``MaxConcurrentRuns`` holds as on
-AWS because a run counts as active until its process ends.
+``UpdateJob``, ``BatchStopJobRun``, ``GetJobBookmark`` and ``ResetJobBookmark``, which moto lacks,
+are added (the operator's ``update_config=True`` and ``stop_job_run_on_kill`` use the first two;
+the bookmarks are the files ``<GLUE_LOCAL_STATE_DIR>/bookmarks/<job name>.json`` that the local
+``awsglue`` writes). ``MaxConcurrentRuns`` holds as on AWS because a run counts as active until its
+process ends.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +62,8 @@ from moto.logs.models import logs_backends
 from moto.s3.exceptions import MissingBucket
 from moto.s3.models import s3_backends
 
+from devstack.glue_spark import runtime
+
 LOG_GROUP_PREFIX = "/aws-glue/jobs"
 OUTPUT_LOG_GROUP = f"{LOG_GROUP_PREFIX}/output"
 ERROR_LOG_GROUP = f"{LOG_GROUP_PREFIX}/error"
@@ -58,22 +73,50 @@ EXTRA_PY_FILES = "--extra-py-files"
 # Folder names that are not valid module names, so a script cannot import them by accident.
 EXTRA_MODULES_DIR = "extra-py-files"
 EXTRA_ARCHIVES_DIR = "extra-py-archives"
+SPARK_CONF_DIR = "spark-conf"
+ERROR_FILE = "glue-error.txt"
+# After the script's process ends, what it started (Spark's JVM) has this long to end too (it
+# holds the output pipes until it does); then the process group is killed.
+LINGER_SECONDS = 30
+# After BatchStopJobRun's SIGTERM, how long the run's processes have before SIGKILL.
+STOP_GRACE_SECONDS = 10
 
 # Set by the emulator once it knows the address it serves on; the scripts call back into it.
 _endpoint_url: str | None = None
+# The folder this emulator shares with its job runs (GLUE_LOCAL_STATE_DIR): job bookmarks.
+_state_dir: Path | None = None
 _installed = False
 
 
-def install(endpoint_url: str) -> None:
-    """Patch moto so that Glue job runs execute their scripts. Idempotent."""
-    global _endpoint_url, _installed
+def install(endpoint_url: str, state_dir: Path | None = None) -> None:
+    """Patch moto so that Glue job runs execute their scripts. Idempotent.
+
+    ``state_dir`` is where job bookmarks are kept; by default a temporary folder of this process,
+    removed when it exits (moto's S3 lives in memory, so the bookmarks should not outlive it).
+    """
+    global _endpoint_url, _state_dir, _installed
     _endpoint_url = endpoint_url
+    if state_dir is not None:
+        _state_dir = Path(state_dir)
+    elif _state_dir is None:
+        _state_dir = Path(tempfile.mkdtemp(prefix="glue-local-state-"))
+        atexit.register(shutil.rmtree, _state_dir, ignore_errors=True)
+    _state_dir.mkdir(parents=True, exist_ok=True)
     if _installed:
         return
     glue_models.FakeJob.start_job_run = _start_job_run
     GlueResponse.batch_stop_job_run = _batch_stop_job_run_response
     GlueResponse.update_job = _update_job_response
+    GlueResponse.get_job_bookmark = _get_job_bookmark_response
+    GlueResponse.reset_job_bookmark = _reset_job_bookmark_response
     _installed = True
+
+
+def state_dir() -> Path:
+    """This emulator's GLUE_LOCAL_STATE_DIR (``install`` sets it)."""
+    if _state_dir is None:
+        raise RuntimeError("devstack.glue_jobs.install() has not been called")
+    return _state_dir
 
 
 class LocalJobRun(glue_models.FakeJobRun):
@@ -86,6 +129,7 @@ class LocalJobRun(glue_models.FakeJobRun):
         self._process: subprocess.Popen | None = None
         self._stop_requested = threading.Event()
         self.error_message: str | None = None
+        self.runtime: str | None = None  # glue_spark.runtime.SPARK, PYTHON or PYTHON_SHELL, once chosen
         self.started_on = datetime.now(UTC)
         self.completed_on = None
         self._finished_at: float | None = None
@@ -132,7 +176,25 @@ class LocalJobRun(glue_models.FakeJobRun):
         if self._state in ACTIVE_STATES:
             self._state = "STOPPING"
         if self._process and self._process.poll() is None:
-            self._process.terminate()
+            self._signal_group(signal.SIGTERM)
+            process = self._process
+
+            def kill_if_still_running() -> None:
+                try:
+                    process.wait(timeout=STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    self._signal_group(signal.SIGKILL)
+
+            threading.Thread(target=kill_if_still_running, daemon=True).start()
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        """Signal every process of the run: the script's and what it started (Spark's JVM)."""
+        if self._process is None:
+            return
+        try:
+            os.killpg(self._process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def _run(self) -> None:
         logs = _JobRunLogs(self._job.backend.account_id, self._job.backend.region_name, self.job_run_id)
@@ -140,9 +202,15 @@ class LocalJobRun(glue_models.FakeJobRun):
             with tempfile.TemporaryDirectory(prefix="glue-run-") as workdir:
                 script = self._download_script(Path(workdir))
                 python_path = self._download_extra_py_files(Path(workdir))
-                self._execute(script, workdir, logs, python_path)
+                self.runtime = runtime.choose_runtime(
+                    (self._job.command or {}).get("Name"),
+                    [script.read_bytes(), *runtime.python_sources(Path(entry) for entry in python_path)],
+                )
+                env = self._environment(python_path, Path(workdir))
+                self._execute(script, workdir, logs, env)
         except Exception as error:  # the run must end in a state, whatever went wrong
-            self._finish("FAILED", f"{type(error).__name__}: {error}")
+            message = str(error) if isinstance(error, runtime.SparkRuntimeUnavailable) else None
+            self._finish("FAILED", message or f"{type(error).__name__}: {error}")
             logs.write(ERROR_LOG_GROUP, [f"local Glue emulator: {self.error_message}"])
 
     def _download_script(self, workdir: Path) -> Path:
@@ -183,27 +251,55 @@ class LocalJobRun(glue_models.FakeJobRun):
                 entries.append(entry)
         return entries
 
+    def _s3(self):
+        return s3_backends[self._job.backend.account_id]["aws"]
+
     def _s3_object(self, location: str) -> bytes | None:
         """The bytes of an ``s3://bucket/key`` object of the emulated S3; None if it does not exist."""
         bucket, _, key = location[len("s3://") :].partition("/")
-        s3 = s3_backends[self._job.backend.account_id]["aws"]
         try:
-            obj = s3.get_object(bucket, key)
+            obj = self._s3().get_object(bucket, key)
         except MissingBucket:
             return None
         return None if obj is None else obj.value
 
+    def _reserved_arguments(self) -> list[str]:
+        """What AWS Glue passes before the job's own arguments: the run's name and ids, and
+        --TempDir, --job-bookmark-option and --job-language unless the job or the run sets them."""
+        arguments = self.arguments or {}
+        argv = ["--JOB_NAME", self.job_name, "--JOB_RUN_ID", self.job_run_id, "--JOB_ID", self.job_run_id]
+        defaults = {
+            "--TempDir": runtime.DEFAULT_TEMP_DIR,
+            "--job-bookmark-option": runtime.DEFAULT_BOOKMARK_OPTION,
+            "--job-language": "python",
+        }
+        for name, value in defaults.items():
+            if name not in arguments and name.removeprefix("--") not in arguments:
+                argv += [name, value]
+                if name == "--TempDir":
+                    self._ensure_bucket(runtime.DEFAULT_TEMP_DIR_BUCKET)
+        return argv
+
+    def _ensure_bucket(self, name: str) -> None:
+        s3 = self._s3()
+        try:
+            s3.get_bucket(name)
+        except MissingBucket:
+            s3.create_bucket(name, self._job.backend.region_name)
+
     def _command(self, script: Path) -> list[str]:
-        argv = [sys.executable, "-u", str(LAUNCHER), str(script)]
-        argv += ["--JOB_NAME", self.job_name, "--JOB_RUN_ID", self.job_run_id]
+        argv = [sys.executable, "-u", str(LAUNCHER), str(script), *self._reserved_arguments()]
         for name, value in (self.arguments or {}).items():
             argv += [name if name.startswith("--") else f"--{name}", str(value)]
         return argv
 
-    def _environment(self, python_path: Sequence[str] = ()) -> dict[str, str]:
+    def _environment(self, python_path: Sequence[str], workdir: Path) -> dict[str, str]:
         env = dict(os.environ)
-        if python_path:
-            env["PYTHONPATH"] = os.pathsep.join([*python_path, *filter(None, [env.get("PYTHONPATH")])])
+        path = list(python_path)
+        if self.runtime in (runtime.SPARK, runtime.PYTHON_SHELL):
+            path.append(str(runtime.GLUE_SPARK_DIR))  # awsglue (a Python shell job: awsglue.utils only)
+        if path:
+            env["PYTHONPATH"] = os.pathsep.join([*path, *filter(None, [env.get("PYTHONPATH")])])
         env.update(
             AWS_ENDPOINT_URL=_endpoint_url or "",
             AWS_DEFAULT_REGION=self._job.backend.region_name,
@@ -212,24 +308,42 @@ class LocalJobRun(glue_models.FakeJobRun):
         )
         env.setdefault("AWS_ACCESS_KEY_ID", "testing")
         env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        env[runtime.RUNTIME_VARIABLE] = self.runtime or runtime.PYTHON
+        if _state_dir is not None:
+            env[runtime.STATE_DIR_VARIABLE] = str(_state_dir)
+        env[runtime.ERROR_FILE_VARIABLE] = str(workdir / ERROR_FILE)
+        if self.runtime == runtime.SPARK:
+            runtime.java_executable()  # fail the run now, with the fix, rather than in PySpark's launcher
+            defaults = runtime.spark_defaults(
+                _endpoint_url or "",
+                runtime.spark_jars(),
+                env["AWS_ACCESS_KEY_ID"],
+                env["AWS_SECRET_ACCESS_KEY"],
+                self._job.backend.region_name,
+            )
+            conf_dir = runtime.write_spark_conf(workdir / SPARK_CONF_DIR, defaults)
+            env = runtime.spark_environment(env, conf_dir)
         return env
 
-    def _execute(self, script: Path, workdir: str, logs: _JobRunLogs, python_path: Sequence[str]) -> None:
+    def _execute(self, script: Path, workdir: str, logs: _JobRunLogs, env: dict[str, str]) -> None:
         if self._stop_requested.is_set():
             self._finish("STOPPED")
             return
         self._process = subprocess.Popen(
             self._command(script),
             cwd=workdir,
-            env=self._environment(python_path),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             encoding="utf-8",
             errors="replace",
+            start_new_session=True,  # its own process group: stopping the run stops all it started
         )
         self._state = "RUNNING"
+        if self._stop_requested.is_set():  # BatchStopJobRun came while the process was starting
+            self._signal_group(signal.SIGTERM)
         stderr_tail: list[str] = []
         pumps = [
             threading.Thread(target=logs.pump, args=(self._process.stdout, OUTPUT_LOG_GROUP, None)),
@@ -241,26 +355,44 @@ class LocalJobRun(glue_models.FakeJobRun):
         try:
             exit_code = self._process.wait(timeout=timeout_minutes * 60 if timeout_minutes else None)
         except subprocess.TimeoutExpired:
-            self._process.kill()
+            self._signal_group(signal.SIGKILL)
             self._process.wait()
-            for pump in pumps:
-                pump.join()
+            self._end_process_group(pumps)
             self._finish("TIMEOUT", f"Job run timed out after {timeout_minutes} minutes")
             return
-        for pump in pumps:
-            pump.join()
+        self._end_process_group(pumps)
         if self._stop_requested.is_set():
             self._finish("STOPPED")
         elif exit_code == 0:
             self._finish("SUCCEEDED")
         else:
-            self._finish("FAILED", _error_from_stderr(stderr_tail, exit_code))
+            self._finish("FAILED", _error_message(Path(workdir) / ERROR_FILE, stderr_tail, exit_code))
+
+    def _end_process_group(self, pumps: Sequence[threading.Thread]) -> None:
+        """Once the script's process has ended: wait for the rest of its group (Spark's JVM ends
+        when its Python driver does) to close the output pipes, killing it if it lingers."""
+        deadline = time.monotonic() + (STOP_GRACE_SECONDS if self._stop_requested.is_set() else LINGER_SECONDS)
+        for pump in pumps:
+            pump.join(timeout=max(0.0, deadline - time.monotonic()))
+        if any(pump.is_alive() for pump in pumps):
+            self._signal_group(signal.SIGKILL)
+        for pump in pumps:
+            pump.join()
 
     def _finish(self, state: str, error_message: str | None = None) -> None:
         self._finished_at = time.monotonic()
         self.completed_on = datetime.now(UTC)
         self.error_message = error_message
         self._state = state
+
+
+def _error_message(error_file: Path, stderr_tail: list[str], exit_code: int) -> str:
+    """The launcher's record of the script's exception, else the last line of its error output."""
+    try:
+        recorded = error_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        recorded = ""
+    return recorded or _error_from_stderr(stderr_tail, exit_code)
 
 
 def _error_from_stderr(stderr_tail: list[str], exit_code: int) -> str:
@@ -407,3 +539,38 @@ def _update_job_response(self: GlueResponse):
             setattr(job, attribute, update[field])
     job.last_modified_on = datetime.now(UTC)
     return ActionResult({"JobName": job_name})
+
+
+# -- job bookmarks: the files the local awsglue writes ------------------------------------------------
+
+
+def _read_bookmark(job_name: str) -> dict[str, Any]:
+    path = runtime.bookmark_file(state_dir(), job_name)
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return runtime.empty_bookmark_entry(job_name)
+    present = {key: value for key, value in entry.items() if value is not None}
+    return {**runtime.empty_bookmark_entry(job_name), **present}
+
+
+def _get_job_bookmark_response(self: GlueResponse):
+    """``GetJobBookmark``, which moto lacks: the job's bookmark entry, empty if it has none."""
+    from moto.core.responses import ActionResult
+
+    job_name = self._get_param("JobName")
+    self.glue_backend.get_job(job_name)  # EntityNotFoundException for an unknown job, as on AWS
+    return ActionResult({"JobBookmarkEntry": _read_bookmark(job_name)})
+
+
+def _reset_job_bookmark_response(self: GlueResponse):
+    """``ResetJobBookmark``, which moto lacks: forgets what the job's runs have processed."""
+    from moto.core.responses import ActionResult
+
+    job_name = self._get_param("JobName")
+    self.glue_backend.get_job(job_name)
+    runtime.bookmark_file(state_dir(), job_name).unlink(missing_ok=True)
+    entry = runtime.empty_bookmark_entry(job_name)
+    if run_id := self._get_param("RunId"):
+        entry["RunId"] = run_id
+    return ActionResult({"JobBookmarkEntry": entry})

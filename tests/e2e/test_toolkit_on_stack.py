@@ -55,22 +55,6 @@ def test_a_failing_script_fails_its_task_with_the_script_error_and_publishes_the
     assert body["try_number"] == 1 and body["log_url"].startswith("http")
 
 
-def test_a_spark_script_fails_with_a_message_that_local_runs_are_python_only(stack, aws):
-    s3, glue = aws("s3"), aws("glue")
-    s3.put_object(
-        Bucket="etl-glue-artifacts", Key="tests/needs_spark.py", Body=(SCRIPTS / "needs_spark.py").read_bytes()
-    )
-    glue.create_job(
-        Name="toolkit_needs_spark",
-        Role="arn:aws:iam::123456789012:role/etl-glue-job-role",
-        Command={"Name": "glueetl", "ScriptLocation": "s3://etl-glue-artifacts/tests/needs_spark.py"},
-    )
-    run_id = glue.start_job_run(JobName="toolkit_needs_spark")["JobRunId"]
-    job_run = wait_for_job(glue, "toolkit_needs_spark", run_id)
-    assert job_run["JobRunState"] == "FAILED"
-    assert "local Glue runs are Python-only" in job_run["ErrorMessage"]
-
-
 def test_a_crawler_catalogs_hive_partitions_that_the_partition_sensor_then_finds(stack, aws, airflow_db, dags):
     import io
 

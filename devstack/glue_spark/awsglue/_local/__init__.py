@@ -1,0 +1,1 @@
+"""Internals of the local awsglue implementation (not part of AWS's API)."""
