@@ -13,21 +13,28 @@ WHERE batch_id = %(batch_id)s AND rule = 'conflicting_duplicate';
 -- few rows and picks nested loops that grow with the square of the batch.
 ANALYZE ecommerce.stg_transactions;
 
--- One sort of the batch by transaction_id finds both kinds: copies whose fingerprints differ
--- conflict; among identical copies, every one after the first is a duplicate. Only those rows
--- are written.
-WITH ranked AS (
+-- Only transaction_ids that appear more than once need a look (one hash aggregate over the
+-- batch); sorting just those finds both kinds: copies whose fingerprints differ conflict; among
+-- identical copies, every one after the first is a duplicate. Only those rows are written.
+WITH repeated AS (
+    SELECT transaction_id
+    FROM ecommerce.stg_transactions
+    WHERE batch_id = %(batch_id)s
+    GROUP BY transaction_id
+    HAVING count(*) > 1
+), ranked AS (
     SELECT object_key, line_number, transaction_id,
            count(*) OVER same_id AS copies,
            min(fingerprint) OVER same_id <> max(fingerprint) OVER same_id AS conflicting,
            row_number() OVER (same_id ORDER BY object_key, line_number) AS copy
     FROM (
-        SELECT object_key, line_number, transaction_id,
-               md5(row(customer_id, product_id, quantity, price, transaction_date, payment_type, status)::text)
-                   AS fingerprint
-        FROM ecommerce.stg_transactions
-        WHERE batch_id = %(batch_id)s
-    ) AS batch
+        SELECT s.object_key, s.line_number, s.transaction_id,
+               md5(row(s.customer_id, s.product_id, s.quantity, s.price, s.transaction_date, s.payment_type,
+                       s.status)::text) AS fingerprint
+        FROM ecommerce.stg_transactions AS s
+        JOIN repeated AS r ON r.transaction_id = s.transaction_id
+        WHERE s.batch_id = %(batch_id)s
+    ) AS copies_of_repeated
     WINDOW same_id AS (PARTITION BY transaction_id)
 ), settled AS (
     UPDATE ecommerce.stg_transactions AS s
