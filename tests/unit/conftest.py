@@ -1,8 +1,10 @@
-"""An in-process moto server for the unit tests that need real AWS APIs but not the whole stack."""
+"""An in-process moto server for the unit tests that need real AWS APIs but not the whole stack,
+an S3 client on it, and a bucket of its own for each test."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,3 +20,28 @@ def moto_endpoint() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture(scope="module")
+def s3(moto_endpoint):
+    """An S3 client on the module's moto server."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    """A new, empty bucket for the test."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return name

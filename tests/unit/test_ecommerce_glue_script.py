@@ -11,11 +11,9 @@ import importlib.util
 import io
 import json
 import sys
-import uuid
 from datetime import date
 from pathlib import Path
 
-import boto3
 import pyarrow as pa
 import pytest
 
@@ -322,24 +320,6 @@ def test_a_large_object_is_read_in_several_blocks_with_every_row(monkeypatch):
 
 
 # -- which objects a batch reads --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def s3(moto_endpoint):
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    name = f"ecommerce-raw-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
-    return name
 
 
 def put(s3, bucket: str, key: str, body: bytes = b"transaction_id\n") -> None:

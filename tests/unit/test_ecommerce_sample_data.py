@@ -10,12 +10,10 @@ import csv
 import io
 import json
 import re
-import uuid
 from dataclasses import astuple
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-import boto3
 import pytest
 
 from devstack.sample_data import ecommerce as sample
@@ -30,24 +28,6 @@ KEY = re.compile(r"transactions/year=(\d{4})/month=(\d\d)/day=(\d\d)/transaction
 CONTRACT_COLUMNS = ["transaction_id", "customer_id", "product_id", "quantity", "price", "transaction_date",
                     "payment_type", "status"]  # fmt: skip
 CONTRACT_STATUSES = {"Pending", "Completed", "Cancelled", "Refunded"}
-
-
-@pytest.fixture(scope="module")
-def s3(moto_endpoint):
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    name = f"ecommerce-raw-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
-    return name
 
 
 def keys(s3, bucket: str, prefix: str = "") -> list[str]:

@@ -13,10 +13,8 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from devstack.sample_data import orders as sample
 
@@ -46,24 +44,6 @@ KEY = re.compile(
     r"orders-firehose-1-\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d-[0-9a-f-]{36}\.parquet"
 )
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z")
-
-
-@pytest.fixture(scope="module")
-def s3(moto_endpoint):
-    return boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    name = f"orders-landing-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
-    return name
 
 
 def keys(s3, bucket: str, prefix: str = "") -> list[str]:
