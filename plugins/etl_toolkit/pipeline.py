@@ -113,8 +113,12 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                 for task in _ends(finishing, "last"):
                     task >> archive.operator
                 archive.operator >> notify.operator
-                # A batch that already loaded skips the steps but is still archived and reported.
+                # A batch that already loaded skips the steps but is still archived and reported,
+                # and its finishing steps run again: a run whose finishing step failed after the
+                # batch reconciled (objects left to archive) is completed by the next claim.
                 claim.operator >> archive.operator
+                for task in _ends(finishing, "first"):
+                    claim.operator >> task
             return dag
 
         return make_dag

@@ -123,6 +123,9 @@ def read_head(bucket: str, key: str, size: int, *, hook=None) -> tuple[bytes, bo
 # -- moving a batch's objects to an archive --------------------------------------------------------------
 
 
+WRITTEN_AGAIN = "left in place: written again after the batch read it"
+
+
 class ArchiveError(RuntimeError):
     """An object of a batch could not be archived as it was read; it is left where it was."""
 
@@ -133,10 +136,9 @@ def archive_object(
     """Move one object of a batch, as the batch read it (``size``, ``etag``), to the same key in
     ``archive_bucket``: copy, check the copy is whole, then delete the original. Safe to run
     again after it died at any point: an object already copied is not copied twice, one already
-    moved is found in the archive. Returns ``moved`` or ``already archived``.
-
-    An original whose ETag is not the one the batch read (written again since) is never deleted:
-    the batch did not load that version.
+    moved is found in the archive. Returns ``moved``, ``already archived`` or ``WRITTEN_AGAIN``:
+    an original whose ETag is not the one the batch read (written again since) is neither copied
+    nor deleted, since the batch did not load that version.
     """
     source = _head(client, source_bucket, key)
     archived = _head(client, archive_bucket, key)
@@ -146,12 +148,10 @@ def archive_object(
         raise ArchiveError(
             f"batch {batch_id}: s3://{source_bucket}/{key} is gone and s3://{archive_bucket}/{key} is not a whole copy"
         )
-    current = source["ETag"].strip('"')
-    if current != etag:
-        raise ArchiveError(
-            f"batch {batch_id}: s3://{source_bucket}/{key} was written again after the batch read it "
-            f"(ETag {current}, read {etag}); left in place for the next batch"
-        )
+    if source["ETag"].strip('"') != etag:
+        # A newer delivery under the same key: not this batch's to move. It stays for the batch
+        # that delivers it; failing here would fail every later claim of this loaded batch too.
+        return WRITTEN_AGAIN
     if archived is None or not _is_whole_copy(client, archived, archive_bucket, key, size, etag, source_bucket):
         source_object = {"Bucket": source_bucket, "Key": key}
         client.copy_object(Bucket=archive_bucket, Key=key, CopySource=source_object, CopySourceIfMatch=f'"{etag}"')

@@ -48,7 +48,9 @@ class BatchFrame:
     @contextmanager
     def after_reconcile(self) -> Iterator[None]:
         """Steps built inside run after ``reconcile``, before the marker is archived: what must
-        only happen to a batch that reconciled (moving its objects to an archive, say)."""
+        only happen to a batch that reconciled (moving its objects to an archive, say). They run
+        again when an already-loaded batch is claimed, so they must be idempotent and use the
+        trigger rule ``none_failed_min_one_success`` (reconcile is skipped then)."""
         before = set(self.dag.task_ids)
         yield
         self.finishing_task_ids |= set(self.dag.task_ids) - before

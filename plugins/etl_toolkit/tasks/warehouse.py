@@ -29,13 +29,16 @@ def create_tables(files: tuple[str, ...] = ("create_tables.sql",)):
 
 def _batch_parameters(claim: dict[str, Any], context) -> dict[str, Any]:
     """What every batch SQL file may bind: ``batch_id``; ``loaded_at``, the run's logical time (a
-    rerun writes the same values); ``completed_at``, when the marker says the batch was complete
-    (else ``loaded_at``): the version of the batch's rows, for loads where a newer batch wins."""
+    rerun writes the same values); ``completed_at``, the version of the batch's rows, for loads
+    where a newer batch wins: when the marker says the batch was complete, else when the marker
+    was written (its LastModified, part of the claimed version ``<etag>@<last modified>``), never
+    the run's own time, which would make an old batch run again today look newest."""
     loaded_at = context["dag_run"].run_after.isoformat()
+    written = (claim.get("version") or "").partition("@")[2]
     return {
         "batch_id": claim["batch_id"],
         "loaded_at": loaded_at,
-        "completed_at": claim.get("completed_at") or loaded_at,
+        "completed_at": claim.get("completed_at") or written or loaded_at,
     }
 
 
