@@ -46,6 +46,8 @@ def aws_env(moto_endpoint: str, tmp_path_factory) -> Iterator[str]:
     """The environment a job run gets: the emulator's endpoint, a region, dummy credentials."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+        # AWS_REGION wins over AWS_DEFAULT_REGION: a stack started earlier in the session sets it.
+        patch.setenv("AWS_REGION", REGION)
         patch.setenv("AWS_DEFAULT_REGION", REGION)
         patch.setenv("AWS_ACCESS_KEY_ID", "testing")
         patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
