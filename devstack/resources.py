@@ -21,7 +21,14 @@ BUCKETS = (
     "etl-glue-artifacts",
     "ecommerce-raw",
     "ecommerce-archive",
+    "shipping-landing",
+    "shipping-staging",
+    "shipping-query-results",
 )
+
+# Glue Data Catalog databases that are not the default one (crawlers create that one): the
+# shipping pipeline's keeps the seed's name, hyphen included, so every SQL client must quote it.
+CATALOG_DATABASES = ("shipping-db",)
 
 # Each topic has an SQS queue subscribed, named after it with "-inbox", so every published
 # message can be read back (docs/interfaces.md, Notifications).
@@ -109,6 +116,13 @@ def provision(session, database_urls: Mapping[str, str]) -> None:
             secrets.create_secret(Name=secret_id, SecretString=value)
         except secrets.exceptions.ResourceExistsException:
             secrets.put_secret_value(SecretId=secret_id, SecretString=value)
+
+    glue = session.client("glue")
+    for database in CATALOG_DATABASES:
+        try:
+            glue.create_database(DatabaseInput={"Name": database})
+        except glue.exceptions.AlreadyExistsException:
+            pass
 
     if "warehouse_db" in database_urls:
         _put_jdbc_connection(session.client("glue"), WAREHOUSE_JDBC_CONNECTION, database_urls["warehouse_db"])
