@@ -44,6 +44,7 @@ DEFAULT_TOTESYS_SALES_ORDERS = 100_000
 WARMUP_TOTESYS_SALES_ORDERS = 1_000
 TOTESYS_SEED = 7  # the simulator's own default
 DEFAULT_ECOMMERCE_TRANSACTIONS = 1_000_000
+DEFAULT_SHIPMENTS = 1_000_000
 
 _STARTED = time.monotonic()
 
@@ -514,6 +515,7 @@ class Session:
     repeat: int | None
     totesys_sales_orders: int = DEFAULT_TOTESYS_SALES_ORDERS
     ecommerce_transactions: int = DEFAULT_ECOMMERCE_TRANSACTIONS
+    shipments: int = DEFAULT_SHIPMENTS
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     _stack: Stack | None = None
     _totesys_source: tuple[int, dict[str, int]] | None = None  # (sales orders, rows per table)

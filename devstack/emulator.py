@@ -1,9 +1,10 @@
 """The AWS emulator: moto in server mode, with what moto lacks for this project.
 
-moto serves S3, Glue, SNS, SQS, Secrets Manager, CloudWatch Logs, IAM and STS. Two Glue
-behaviours are patched in before the server starts (``glue_jobs``: job runs execute their
-scripts; ``crawler``: crawlers catalog their S3 targets). Everything reaches the emulator through
-its endpoint URL only, exactly as it would reach AWS.
+moto serves S3, Glue, Athena, SNS, SQS, Secrets Manager, CloudWatch Logs, IAM and STS. What
+moto only pretends to do is patched in as the server starts (``glue_jobs``: job runs execute
+their scripts; ``crawler``: crawlers catalog their S3 targets; ``athena``: queries run on DuckDB
+over the Glue Data Catalog and S3). Everything reaches the emulator through its endpoint URL
+only, exactly as it would reach AWS.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 from moto.server import ThreadedMotoServer
 
-from devstack import crawler, glue_jobs
+from devstack import athena, crawler, glue_jobs
 
 
 class Emulator:
@@ -29,6 +30,7 @@ class Emulator:
         self.endpoint_url = f"http://127.0.0.1:{port}"
         glue_jobs.install(self.endpoint_url)
         crawler.install()
+        athena.install()
         return self.endpoint_url
 
     def stop(self) -> None:
