@@ -1,5 +1,5 @@
 """``python -m bench [names...] [--orders N] [--totesys-sales-orders N] [--ecommerce-transactions N]
-[--repeat N]``: run
+[--shipments N] [--repeat N]``: run
 benchmarks, each printing a ratio against its baseline; ``--list`` names them. ``make bench`` runs
 them all.
 
@@ -21,6 +21,7 @@ import traceback
 from bench.common import (
     DEFAULT_ECOMMERCE_TRANSACTIONS,
     DEFAULT_ORDERS,
+    DEFAULT_SHIPMENTS,
     DEFAULT_TOTESYS_SALES_ORDERS,
     Session,
     Verdict,
@@ -35,6 +36,8 @@ BENCHMARKS = {
     "warehouse_staging_load": "bench.warehouse_staging_load",
     "totesys_ingest": "bench.totesys_ingest",
     "ecommerce_upsert": "bench.ecommerce_upsert",
+    "athena_query": "bench.athena_query",
+    "shipping_json_to_parquet": "bench.shipping_json_to_parquet",
     "orders_dag": "bench.orders_dag",
     "worker_memory": "bench.worker_memory",
     "totesys_cycle": "bench.totesys_cycle",
@@ -77,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         default=_size_default("BENCH_ECOMMERCE_TRANSACTIONS", DEFAULT_ECOMMERCE_TRANSACTIONS),
         help="e-commerce transactions in the upsert batch (default: $BENCH_ECOMMERCE_TRANSACTIONS or 1,000,000)",
     )
+    parser.add_argument(
+        "--shipments",
+        type=int,
+        default=_size_default("BENCH_SHIPMENTS", DEFAULT_SHIPMENTS),
+        help="shipping records in the shipping benchmarks' batch (default: $BENCH_SHIPMENTS or 1,000,000)",
+    )
     parser.add_argument("--repeat", type=int, help="samples per side (default: each benchmark's own)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
@@ -94,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--totesys-sales-orders must be at least 1")
     if args.ecommerce_transactions < 1:
         parser.error("--ecommerce-transactions must be at least 1")
+    if args.shipments < 1:
+        parser.error("--shipments must be at least 1")
     names = args.names or list(BENCHMARKS)
 
     # SIGTERM (make interrupted, a CI timeout) unwinds like Ctrl-C, so the stack is stopped.
@@ -103,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         repeat=args.repeat,
         totesys_sales_orders=args.totesys_sales_orders,
         ecommerce_transactions=args.ecommerce_transactions,
+        shipments=args.shipments,
     )
     verdicts: list[Verdict] = []
     errors: list[str] = []
@@ -110,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"benchmarks: {', '.join(names)}; big batch {args.orders:,} orders; totesys source "
         f"{args.totesys_sales_orders:,} sales orders; e-commerce batch {args.ecommerce_transactions:,} "
-        f"transactions; work folder {session.workdir}"
+        f"transactions; shipping batch {args.shipments:,} records; work folder {session.workdir}"
     )
     try:
         for name in names:

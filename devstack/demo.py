@@ -26,7 +26,12 @@ from devstack.resources import TOPICS, inbox_queue
 from devstack.runs import task_return_value
 from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, read_env_file, stack_answers
 
-PIPELINES = {"orders": "orders_pipeline", "totesys": "totesys_warehouse", "ecommerce": "ecommerce_pipeline"}
+PIPELINES = {
+    "orders": "orders_pipeline",
+    "totesys": "totesys_warehouse",
+    "ecommerce": "ecommerce_pipeline",
+    "shipping": "shipping_pipeline",
+}
 
 
 def main(pipeline: str, orders: int, seed: int) -> int:
@@ -165,13 +170,15 @@ def report(dag_run, pipeline: str, batch_id: str, final_tables: list[str], elaps
         for envelope in _read_inbox(topic):
             body = json.loads(envelope["Message"])
             print(f"  [{inbox_queue(topic)}] subject: {envelope.get('Subject')}")
-            for name in ("status", "dag_run_id", "task_id", "error", "note", "durations_seconds"):
+            for name in ("status", "dag_run_id", "task_id", "error", "note", "durations_seconds", "metrics",
+                         "query_execution_id"):  # fmt: skip
                 if body.get(name) is not None:
                     print(f"    {name}: {str(body[name])[:400]}")
             if body.get("counts_table"):
                 print("    " + body["counts_table"].replace("\n", "\n    "))
 
-    print("\nwarehouse:")
+    if final_tables:
+        print("\nwarehouse:")
     for table in final_tables:
         total = _warehouse(f"SELECT count(*) FROM {table}", ())[0][0]  # fixed names from the caller
         mine = _warehouse(f"SELECT count(*) FROM {table} WHERE run_id = %s", (batch_id,))[0][0]
@@ -432,7 +439,60 @@ def report_ecommerce(results: list) -> None:
     print(rule)
 
 
-RUNNERS = {"orders_pipeline": run_orders, "totesys_warehouse": run_totesys, "ecommerce_pipeline": run_ecommerce}
+def run_shipping(dag_id: str, batch_id: str, orders: int, seed: int, report_file: Path) -> int:
+    """One batch of ``orders`` shipping records in three files (one gzip-compressed), 0.5% of its
+    lines bad (not JSON, a cost that is a string, an impossible date): they are set aside with their
+    reasons and the batch loads. The report adds the rejected lines, the layers in S3 and the query."""
+    import boto3
+
+    from devstack.sample_data import shipping as sample
+
+    s3 = boto3.client("s3")
+    print(f"writing sample batch {batch_id}: {orders} shipping records (seed {seed}) to "
+          f"s3://{sample.LANDING_BUCKET}/{sample.PREFIX}{batch_id}/ ...", flush=True)  # fmt: skip
+    batch = sample.write_batch(s3, batch_id, shipments=orders, seed=seed, bad_share=0.005)
+    print(f"marker batch-completion/{batch_id}.json written: expected {batch.marker['expected_counts']}", flush=True)
+    status = run_and_report(dag_id, "shipping", batch_id, [], report_file)
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        report_shipping(s3, sample, batch_id)
+    report_file.write_text(report_file.read_text() + text.getvalue())
+    return status
+
+
+def report_shipping(s3, sample, batch_id: str) -> None:
+    print(f"\nrejected lines (s3://{sample.STAGING_BUCKET}/rejected/batch_id={batch_id}/, first 8):")
+    shown = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=sample.STAGING_BUCKET, Prefix=f"rejected/batch_id={batch_id}/"
+    ):
+        for obj in page.get("Contents", []):
+            for line in s3.get_object(Bucket=sample.STAGING_BUCKET, Key=obj["Key"])["Body"].iter_lines():
+                if line and shown < 8:
+                    rejected = json.loads(line)
+                    print(f"  {rejected['object']} line {rejected['line']}: {rejected['reason']}")
+                    shown += 1
+    print("\nlayers in S3:")
+    for prefix in ("transformed_data", "normalized"):
+        listed = s3.list_objects_v2(Bucket=sample.STAGING_BUCKET, Prefix=f"{prefix}/batch_id={batch_id}/")
+        size = sum(obj["Size"] for obj in listed.get("Contents", []))
+        print(f"  s3://{sample.STAGING_BUCKET}/{prefix}/batch_id={batch_id}/: {listed.get('KeyCount', 0)} "
+              f"object(s), {size:,} bytes")  # fmt: skip
+    results = s3.list_objects_v2(Bucket=sample.RESULTS_BUCKET, Prefix="queries/").get("Contents", [])
+    if results:
+        newest = max((obj for obj in results if obj["Key"].endswith(".csv")), key=lambda obj: obj["LastModified"])
+        body = s3.get_object(Bucket=sample.RESULTS_BUCKET, Key=newest["Key"])["Body"].read().decode()
+        print(f"\nAthena's result file s3://{sample.RESULTS_BUCKET}/{newest['Key']}:")
+        print("  " + body.strip().replace("\n", "\n  "))
+    print("=" * 78)
+
+
+RUNNERS = {
+    "orders_pipeline": run_orders,
+    "totesys_warehouse": run_totesys,
+    "ecommerce_pipeline": run_ecommerce,
+    "shipping_pipeline": run_shipping,
+}
 
 if __name__ == "__main__":
     dag_id_arg, batch_id_arg, orders_arg, seed_arg, report_arg = sys.argv[1:6]

@@ -233,9 +233,15 @@ def record_layer(pipeline: str, batch_id: str, run_id: str, result: dict[str, An
 
 
 def counts_of_run(pipeline: str, batch_id: str, run_id: str) -> list[dict[str, Any]]:
-    """What this run has counted for the batch so far: [{layer, counts, counted_at}], oldest first."""
+    """What this run has counted for the batch so far: [{layer, counts, published, counted_at}], oldest
+    first. ``published``: what the count asked to carry in the SUCCESS message (``details["published"]``)."""
     rows = sql.run("audit", "counts_of_run.sql", {"pipeline": pipeline, "batch_id": batch_id, "dag_run_id": run_id})
     return [
-        {"layer": layer, "counts": (details or {}).get("counts", {}), "counted_at": counted_at.isoformat()}
+        {
+            "layer": layer,
+            "counts": (details or {}).get("counts", {}),
+            "published": (details or {}).get("published", {}),
+            "counted_at": counted_at.isoformat(),
+        }
         for layer, details, counted_at in rows or []
     ]

@@ -2,7 +2,8 @@
 
 - ``batches``   wait for a marker (deferred), claim the batch, skip a loaded one, archive its marker
 - ``glue``      Glue jobs and crawlers with the project's defaults
-- ``audit``     count a layer from its data (footers, ``count(*)``, a Glue audit job's report), reconcile
+- ``athena``    Athena queries of the claimed batch, from SQL files
+- ``audit``     count a layer from its data (footers, ``count(*)``, an Athena answer, a Glue job report), reconcile
 - ``quality``   Great Expectations schema checks of a layer's parquet footers
 - ``warehouse`` the pipeline's DDL and the SQL that loads a batch
 - ``notify``    the SUCCESS summary and the failure notifier

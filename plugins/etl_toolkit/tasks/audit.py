@@ -10,9 +10,10 @@ The frame registers which task counts which layer, and hands every count to ``re
 explicit input, so a renamed task or one inside a TaskGroup is still compared, and a declared
 layer that nothing counts fails the DAG's import.
 
-What a count reads is metadata: parquet footers, ``count(*)`` in the warehouse, or the small
-report of a Glue audit job that counted a layer whose count needs the data (the landing layer of
-an at-least-once stream, where re-delivered copies must be dropped first). The one exception is
+What a count reads is metadata: parquet footers, ``count(*)`` in the warehouse, the one-row
+answer of an Athena query over the layer, or the small report of a Glue job that counted a layer
+whose count needs the data (the landing layer of an at-least-once stream, where re-delivered
+copies must be dropped first; lines of JSON that must be parsed). The one exception is
 ``count_tables_matching_parquet``, which reads a batch's key columns (totesys' warehouse layer).
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 from airflow.sdk import TriggerRule, task
 
 from etl_toolkit import ledger, reconcile, s3, sql
+from etl_toolkit.settings import AWS_CONN_ID
 from etl_toolkit.tasks.frame import BatchFrame, current
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,60 @@ def count_sql(layer: str, *, file: str, entity: str, **task_kwargs):
         }, {}
 
     return _count_task(layer, count, rows=entity, **task_kwargs)
+
+
+def count_athena(layer: str, *, query, entity: str, publish_as: str = "metrics", **task_kwargs):
+    """Count a layer from the one-row result of an Athena query task (``query``: the operator,
+    whose XCom is the query execution id): its column ``entity`` is the count.
+
+    Every column of the row is published with the SUCCESS message as ``publish_as``, beside the
+    ``query_execution_id``: the query's answer is what the batch reports. The result is read from
+    Athena (``GetQueryResults``), a few bytes: the query did the reading.
+    """
+    query_task_id = query.task_id
+
+    def count(claim):
+        from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+        from airflow.sdk import get_current_context
+
+        execution_id = get_current_context()["ti"].xcom_pull(task_ids=query_task_id)
+        if not execution_id:
+            raise RuntimeError(f"batch {claim['batch_id']}: task {query_task_id} returned no query execution id")
+        result = AthenaHook(aws_conn_id=AWS_CONN_ID).get_query_results(execution_id)
+        if result is None:
+            raise RuntimeError(f"batch {claim['batch_id']}: Athena query {execution_id} has no result")
+        row = athena_rows(result)
+        if len(row) != 1:
+            raise ValueError(f"batch {claim['batch_id']}: Athena query {execution_id} returned {len(row)} rows, not 1")
+        values = row[0]
+        if entity not in values:
+            raise ValueError(f"batch {claim['batch_id']}: Athena query {execution_id} has no column {entity!r}")
+        return {entity: int(values[entity])}, {"published": {publish_as: values, "query_execution_id": execution_id}}
+
+    return _count_task(layer, count, rows=entity, **task_kwargs)
+
+
+def athena_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a SELECT's ``GetQueryResults`` page as dicts, typed by Athena's column types
+    (integers as int, decimal and floating point as float, anything else as text; NULL as None)."""
+    columns = result["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]
+    rows = result["ResultSet"]["Rows"][1:]  # the first row of a SELECT's results is its header
+    typed = []
+    for row in rows:
+        values = {}
+        for column, datum in zip(columns, row["Data"], strict=True):
+            text = datum.get("VarCharValue")
+            values[column["Name"]] = None if text is None else _athena_value(column["Type"], text)
+        typed.append(values)
+    return typed
+
+
+def _athena_value(athena_type: str, text: str) -> Any:
+    if athena_type in ("tinyint", "smallint", "integer", "bigint"):
+        return int(text)
+    if athena_type in ("decimal", "double", "float", "real"):
+        return float(text)
+    return text
 
 
 def count_tables_matching_parquet(

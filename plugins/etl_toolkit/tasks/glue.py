@@ -7,7 +7,9 @@
   with the DAG (``update_config``), so what runs is always the script versioned beside it;
 - Glue 5.0 and the role, artifacts bucket and poll interval from ``etl_toolkit.settings``;
 - a failed run fails the task with the script's own error (``GetJobRun.ErrorMessage``), not just
-  "Run State: FAILED", so the failure notification says what went wrong;
+  "Run State: FAILED", so the failure notification says what went wrong; a script that refuses
+  its batch (raises ``BatchRefused``) fails it without retries, since the same input would fail
+  the same way;
 - ``py_modules``: modules beside the script that it imports (one definition shared by several
   jobs), uploaded with it on every run and passed as ``--extra-py-files``, as Glue expects.
 
@@ -22,7 +24,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.providers.amazon.aws.operators.glue_crawler import GlueCrawlerRunOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from etl_toolkit.paths import glue_script_path
 from etl_toolkit.settings import (
@@ -35,6 +37,9 @@ from etl_toolkit.settings import (
 )
 
 POLL_SECONDS = GLUE_POLL_SECONDS
+# A script that refuses its batch (too many bad records, an object that is not what the contract
+# says) raises an exception of this name; the run's error then starts with it, on AWS as locally.
+REFUSED = "BatchRefused"
 
 
 class GlueJob(GlueJobOperator):
@@ -88,7 +93,10 @@ class GlueJob(GlueJobOperator):
             detail = self._run_error()
             if not detail:
                 raise
-            raise AirflowException(f"Glue job {self.job_name} run {self._job_run_id}: {detail}") from error
+            message = f"Glue job {self.job_name} run {self._job_run_id}: {detail}"
+            if REFUSED in detail:  # the script judged the batch itself: the same input fails again
+                raise AirflowFailException(message) from error
+            raise AirflowException(message) from error
 
     def _ship_py_modules(self) -> None:
         """Upload the modules the script imports beside it and name them in ``--extra-py-files``."""

@@ -151,6 +151,9 @@ def publish_success(frame: BatchFrame, summary):
             "counts": {r["layer"]: r["counts"] for r in ran},
             "durations_seconds": durations(context["dag_run"].start_date, ran),
         }
+        for published in (r["published"] for r in ran):  # what a count carries to the message (metrics ...)
+            for name, value in published.items():
+                facts.setdefault(name, value)
         if claim.get("already_loaded"):
             facts["note"] = f"batch {claim['batch_id']} was already loaded: nothing changed (no-op)"
         else:
