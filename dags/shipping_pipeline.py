@@ -13,7 +13,8 @@ query and the SNS publish are tasks here, and the waits are the operators' own.
    accepted records as parquet to `shipping-staging/transformed_data/batch_id=<batch_id>/`;
    a line that cannot be typed goes, as its object, line number and reason, to
    `rejected/batch_id=<batch_id>/`. Over `shipping_max_rejected_fraction` (Variable, default
-   0.01) of the lines rejected fails the batch, naming the share and the first reasons.
+   0.01) of the lines rejected, or another number of lines than the marker's `shipments`,
+   refuses the batch (no retries) before the raw layer is touched.
 3. `count_landing` and `count_rejected` take the job's report; `crawl_raw` catalogues
    `transformed_data` in Glue database `shipping-db`; `check_raw_schema` holds the batch's raw
    files against the Great Expectations suite `raw`; `count_raw` counts them from their footers.
@@ -77,6 +78,7 @@ def shipping_pipeline(batch):
                 "--objects": batch.objects,
                 "--prefix": PREFIX,
                 "--max_rejected_fraction": MAX_REJECTED_FRACTION,
+                "--expected_shipments": batch.expected_count("shipments"),
             },
             outlets=[RAW],
         ),

@@ -27,7 +27,7 @@ BUCKETS = (
 )
 
 # Glue Data Catalog databases that are not the default one (crawlers create that one): the
-# shipping pipeline's keeps the seed's name, hyphen included, so every SQL client must quote it.
+# shipping pipeline's keeps the upstream system's name, hyphen included, so every SQL client must quote it.
 CATALOG_DATABASES = ("shipping-db",)
 
 # Each topic has an SQS queue subscribed, named after it with "-inbox", so every published

@@ -139,9 +139,9 @@ def test_a_batch_with_half_a_percent_bad_lines_loads_reconciled_with_its_metrics
     assert athena["QueryExecutionContext"]["Database"] == "shipping-db"
 
 
-def test_the_seeds_own_query_runs_on_the_catalogued_raw_table(aws, pipeline):
+def test_the_replaced_state_machines_own_query_runs_on_the_catalogued_raw_table(aws, pipeline):
     """The state machine's Athena query, exactly as it was written, over every batch loaded so far."""
-    sample.write_batch(aws("s3"), "ship-seed-query", shipments=300, seed=2)
+    sample.write_batch(aws("s3"), "ship-sm-query", shipments=300, seed=2)
     assert run(pipeline)[0].state == "success"
     athena = aws("athena")
     query = (
@@ -256,6 +256,27 @@ def test_the_same_marker_again_is_a_no_op(aws, pipeline, sql, inbox):
     assert parquet_rows(aws, "transformed_data/batch_id=ship-twice/") == before
     [success] = inbox("etl-success-inbox")
     assert "already loaded" in success["note"]
+
+
+def test_a_batch_reprocessed_after_its_files_went_missing_keeps_its_earlier_load(aws, pipeline, inbox):
+    """A marker without ``objects`` takes what is under the batch's folder: when some of it is gone,
+    the lines read fall short of the marker's count and the raw layer is left as it was."""
+    batch = sample.write_batch(aws("s3"), "ship-gone", shipments=300, seed=8, list_objects=False)
+    assert run(pipeline)[0].state == "success"
+    inbox("etl-success-inbox")
+    before = parquet_rows(aws, "transformed_data/batch_id=ship-gone/")
+    s3 = aws("s3")
+    for key in batch.keys[1:]:  # a lifecycle rule (or a person) removed them since
+        s3.delete_object(Bucket=LANDING, Key=key)
+    sample.write_marker(s3, "ship-gone", shipments=batch.lines)
+
+    dag_run, states = run(pipeline, batch_id="ship-gone", reprocess=True)
+
+    assert dag_run.state == "failed" and states["json_to_parquet"] == "failed", states
+    assert failure_tries(dag_run, "json_to_parquet") == 1
+    [failure] = inbox("etl-failure-inbox")
+    assert f"the marker expects {batch.lines} shipments" in failure["error"]
+    assert parquet_rows(aws, "transformed_data/batch_id=ship-gone/") == before
 
 
 def test_a_pyspark_job_that_dies_mid_run_is_retried_with_the_same_output(aws, pipeline, sql, inbox):

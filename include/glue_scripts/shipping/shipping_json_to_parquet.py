@@ -46,7 +46,9 @@ object is read by one task (gzip objects always are). The rejects are held in th
 memory, about 100 bytes each. Only counts and object keys are logged, never a record's values.
 
 Arguments: --JOB_NAME --batch_id --landing_bucket --staging_bucket; optional --objects,
---prefix, --max_rejected_fraction. Runs on AWS Glue 5.0 (Spark 3.5, Python 3.11) and on the
+--prefix, --max_rejected_fraction, --expected_shipments (the marker's count: a batch that reads
+another number of lines is refused before the raw layer is touched, so a batch whose files went
+missing never replaces what an earlier load of it wrote). Runs on AWS Glue 5.0 (Spark 3.5, Python 3.11) and on the
 local stack's Spark runtime.
 """
 
@@ -72,7 +74,7 @@ class BatchRefused(Exception):
 
 
 REQUIRED_ARGUMENTS = ["JOB_NAME", "batch_id", "landing_bucket", "staging_bucket"]
-OPTIONAL_ARGUMENTS = ["objects", "prefix", "max_rejected_fraction"]
+OPTIONAL_ARGUMENTS = ["objects", "prefix", "max_rejected_fraction", "expected_shipments"]
 DEFAULT_MAX_REJECTED_FRACTION = 0.01
 BATCH_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # the marker contract's batch ids
 RAW_PREFIX = "transformed_data"
@@ -127,9 +129,24 @@ ONE_PARTITION_PER_OBJECT = {
 
 def resolve_arguments(argv: list[str]) -> dict[str, str]:
     """getResolvedOptions makes every name it is given required: ask for an optional argument only
-    when the run passes it."""
+    when the run passes it. It refuses Glue's reserved names, so the run id is read directly."""
     present = [name for name in OPTIONAL_ARGUMENTS if any(a.split("=", 1)[0] == f"--{name}" for a in argv[1:])]
-    return getResolvedOptions(argv, REQUIRED_ARGUMENTS + present)
+    args = getResolvedOptions(argv, REQUIRED_ARGUMENTS + present)
+    for position, text in enumerate(argv[1:], start=1):
+        name, _, value = text.partition("=")
+        if name == "--JOB_RUN_ID":
+            args["JOB_RUN_ID"] = value or (argv[position + 1] if position + 1 < len(argv) else "")
+    return args
+
+
+def expected_shipments(args: dict[str, str]) -> int | None:
+    """The marker's expected ``shipments``, when the run is given one (empty: none)."""
+    text = (args.get("expected_shipments") or "").strip()
+    if not text or text.lower() == "none":
+        return None
+    if not text.isdigit():
+        raise ValueError(f"--expected_shipments must be a non-negative integer, not {text!r}")
+    return int(text)
 
 
 def batch_prefix(args: dict[str, str], batch_id: str) -> str:
@@ -322,11 +339,13 @@ def replace_rejects(s3, bucket: str, prefix: str, rejects: list[dict]) -> None:
 
 def work_location(args: dict[str, str], staging_bucket: str, batch_id: str) -> tuple[str, str]:
     """(bucket, prefix) of the run's work folder: under the job's --TempDir, else the staging
-    bucket's tmp/ (never under a layer a crawler reads)."""
+    bucket's tmp/ (never under a layer a crawler reads). Each run has its own, so a run that an
+    orchestrator retry overlaps (its worker died, the run did not) never mixes files with it."""
     temp = args.get("TempDir") or f"s3://{staging_bucket}/tmp/"
     bucket, _, prefix = re.sub(r"^s3[an]?://", "", temp).partition("/")
     prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-    return bucket, f"{prefix}shipping_json_to_parquet/batch_id={batch_id}/"
+    run = args.get("JOB_RUN_ID") or f"{time.time_ns()}"
+    return bucket, f"{prefix}shipping_json_to_parquet/batch_id={batch_id}/run={run}/"
 
 
 def list_keys(s3, bucket: str, prefix: str) -> list[str]:
@@ -344,13 +363,21 @@ def delete_prefix(s3, bucket: str, prefix: str) -> None:
 
 
 def replace_prefix(s3, source_bucket: str, source_prefix: str, bucket: str, prefix: str) -> None:
-    """The parquet files of the work folder become the prefix's only objects (server-side copies);
-    a run that stops half-way leaves a mix, which the next run replaces whole."""
-    delete_prefix(s3, bucket, prefix)
+    """The parquet files of the work folder become the prefix's only objects: copied in first
+    (server-side; Spark's part names are unique to the write), then the old ones deleted, so a
+    reader sees the old files or the old and new together, never an empty batch. A run that stops
+    half-way leaves a mix, which the next run replaces whole."""
+    old = set(list_keys(s3, bucket, prefix))
+    new = set()
     for key in list_keys(s3, source_bucket, source_prefix):
         name = key[len(source_prefix) :]
         if name.endswith(".parquet") and "/" not in name:
             s3.copy_object(Bucket=bucket, Key=prefix + name, CopySource={"Bucket": source_bucket, "Key": key})
+            new.add(prefix + name)
+    stale = sorted(old - new)
+    for start in range(0, len(stale), 1000):
+        objects = [{"Key": key} for key in stale[start : start + 1000]]
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
     delete_prefix(s3, source_bucket, source_prefix)
 
 
@@ -437,9 +464,7 @@ def main() -> dict:
     raw_schema = ", ".join(f"{name} {output}" for name, output, _ in RAW_COLUMNS)
 
     metrics = {"landing": 0, "raw": 0, "objects_with_rows": [], "rejects": []}
-    if not keys:
-        overwrite_parquet(spark.createDataFrame([], raw_schema), raw_path)
-    else:
+    if keys:
         for name, value in ONE_PARTITION_PER_OBJECT.items():
             spark.conf.set(name, value)
         lines = spark.read.text([spark_path(landing_bucket, key) for key in keys])
@@ -468,14 +493,20 @@ def main() -> dict:
     landing, raw = int(metrics["landing"]), int(metrics["raw"])
     rejected = landing - raw
     over = bool(landing) and rejected / landing > allowed
+    expected = expected_shipments(args)
+    # Checked before the raw layer is touched: a batch whose files are missing (or not all there)
+    # must not replace what an earlier load of it wrote.
+    short = expected is not None and landing != expected
     log(f"batch {batch_id}: {landing:,} lines, {raw:,} accepted, {rejected:,} rejected")
 
-    if keys:
-        if over:
+    if short or over:
+        if keys:
             delete_prefix(s3, work_bucket, work_prefix)  # nothing reaches the raw layer
-        else:
-            replace_prefix(s3, work_bucket, work_prefix, staging_bucket, raw_prefix)
-            log(f"wrote {raw:,} rows to {raw_path}")
+    elif keys:
+        replace_prefix(s3, work_bucket, work_prefix, staging_bucket, raw_prefix)
+        log(f"wrote {raw:,} rows to {raw_path}")
+    else:
+        overwrite_parquet(spark.createDataFrame([], raw_schema), raw_path)
     rejects = sorted(
         ({"object": r["object"], "line": int(r["line"]), "reason": r["reason"]} for r in metrics["rejects"]),
         key=lambda r: (r["object"], r["line"]),
@@ -494,6 +525,11 @@ def main() -> dict:
     }
     put_json(s3, staging_bucket, report_key, report)
     log(f"wrote the report s3://{staging_bucket}/{report_key}")
+    if short:
+        raise BatchRefused(
+            f"batch {batch_id}: {landing:,} lines read from {len(keys)} object(s), but the marker expects "
+            f"{expected:,} shipments; nothing was written to {raw_path}"
+        )
     if over:
         with_rows, with_rejects = set(metrics["objects_with_rows"]), {r["object"] for r in rejects}
         every_line_rejected = [key for key in keys if key in with_rejects and key not in with_rows]

@@ -73,6 +73,11 @@ class BatchFrame:
     def completed_at(self) -> str:
         return self._field("completed_at")
 
+    def expected_count(self, entity: str) -> str:
+        """The marker's expected count of ``entity``, or an empty text when it gives none."""
+        claim = f"(ti.xcom_pull(task_ids='{self.claim_task_id}') or {{}})"
+        return f"{{{{ ({claim}.get('expected_counts') or {{}}).get('{entity}', '') }}}}"
+
     @property
     def objects(self) -> str:
         """The marker's ``objects`` as JSON text: a list of keys, or ``null`` when it names none."""

@@ -20,6 +20,7 @@ and run operators; one task reads better in a pipeline than three.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
@@ -39,7 +40,7 @@ from etl_toolkit.settings import (
 POLL_SECONDS = GLUE_POLL_SECONDS
 # A script that refuses its batch (too many bad records, an object that is not what the contract
 # says) raises an exception of this name; the run's error then starts with it, on AWS as locally.
-REFUSED = "BatchRefused"
+REFUSED = re.compile(r"(^|[\s.:])BatchRefused:")
 
 
 class GlueJob(GlueJobOperator):
@@ -94,7 +95,7 @@ class GlueJob(GlueJobOperator):
             if not detail:
                 raise
             message = f"Glue job {self.job_name} run {self._job_run_id}: {detail}"
-            if REFUSED in detail:  # the script judged the batch itself: the same input fails again
+            if REFUSED.search(detail):  # the script judged the batch itself: the same input fails again
                 raise AirflowFailException(message) from error
             raise AirflowException(message) from error
 
