@@ -28,6 +28,9 @@ AIRFLOW_HOME = TEST_HOME / "airflow"
 # pgserver logs from an atexit hook, after pytest has closed the streams it captured: a "Logging
 # error" traceback at the end of every run, about nothing.
 logging.getLogger("pgserver").setLevel(logging.WARNING)
+# py4j, under the in-process Spark session of the awsglue unit tests, logs from the same kind of
+# hook when the session's gateway closes at exit.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 os.environ.update(
     AIRFLOW_HOME=str(AIRFLOW_HOME),
