@@ -387,8 +387,8 @@ def airflow_environment(stack: Stack, airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
-        "ETL_GLUE_POLL_SECONDS": "1",
-        "ETL_RETRY_DELAY_SECONDS": "1",
+        "AIRFLOW__ETL__GLUE_POLL_SECONDS": "1",
+        "AIRFLOW__ETL__RETRY_DELAY_SECONDS": "1",
         "ETL_INCLUDE_DIR": str(REPO / "include"),
     }
 

@@ -4,7 +4,7 @@ time is orchestration rather than the work itself.
 Replacing Step Functions with Airflow is only worth it if the orchestrator's share of a batch stays
 small next to the work. The stack is the test suite's (``python -m devstack up`` on free ports);
 Airflow is configured as ``tests/conftest.py`` configures it (SQLite metadata database in a
-temporary AIRFLOW_HOME, ETL_GLUE_POLL_SECONDS=1), in a child process so that the configuration is
+temporary AIRFLOW_HOME, AIRFLOW__ETL__GLUE_POLL_SECONDS=1), in a child process so that the configuration is
 set before Airflow is imported. The batch (BENCH_ORDERS / ``--orders``, with its completion marker)
 is found by the deferrable sensor, as in production.
 

@@ -37,14 +37,15 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, chain
 
+from etl_toolkit import environment
 from etl_toolkit.pipeline import Layer, Pipeline, marker_dag
-from etl_toolkit.settings import WAREHOUSE_SECRET_ID
 from etl_toolkit.tasks import archive, audit, glue, quality, warehouse
 
-RAW_BUCKET = "ecommerce-raw"
-ARCHIVE_BUCKET = "ecommerce-archive"
+# Names resolved per run from the environment (etl_toolkit.environment): these are templates.
+RAW_BUCKET = environment.bucket("ecommerce_raw")
+ARCHIVE_BUCKET = environment.bucket("ecommerce_archive")
 PREFIX = "transactions/"
-WAREHOUSE_CONNECTION = "warehouse-jdbc"
+WAREHOUSE_CONNECTION = environment.glue_connection("warehouse_jdbc")
 MAX_REJECTED_FRACTION = "{{ var.value.get('ecommerce_max_rejected_fraction', '0.05') }}"
 
 ECOMMERCE = Pipeline(
@@ -60,7 +61,7 @@ ECOMMERCE = Pipeline(
     ),
 )  # fmt: skip
 
-RAW = Asset(name="ecommerce_raw", uri=f"s3://{RAW_BUCKET}/{PREFIX}")
+RAW = Asset(name="ecommerce_raw", uri=environment.asset_uri("ecommerce_raw", PREFIX))
 FACT = Asset(name="ecommerce_fact_transactions", uri="postgres://warehouse:5432/warehouse/ecommerce/fact_transactions")
 
 
@@ -79,8 +80,10 @@ def ecommerce_pipeline(batch):
             pipeline=ECOMMERCE.name,
             script="ecommerce_stage_transactions.py",
             script_args={"--batch_id": batch.batch_id, "--raw_bucket": RAW_BUCKET, "--prefix": PREFIX,
-                         "--objects": batch.objects, "--warehouse_secret_id": WAREHOUSE_SECRET_ID},  # fmt: skip
-            default_arguments={"--additional-python-modules": "psycopg2-binary==2.9.12"},
+                         "--objects": batch.objects,
+                         "--warehouse_secret_id": environment.secret("warehouse")},  # fmt: skip
+            python_modules=("psycopg2-binary",),
+            network=True,
         ),
         warehouse.run_batch_sql(task_id="settle_duplicates", files=["settle_duplicates.sql"]),
         audit.count_sql("landing", file="count_landing.sql", entity="transactions"),

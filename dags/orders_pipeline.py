@@ -33,12 +33,13 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, chain
 
+from etl_toolkit import environment
 from etl_toolkit.pipeline import Layer, Pipeline, marker_dag
-from etl_toolkit.settings import WAREHOUSE_SECRET_ID
 from etl_toolkit.tasks import audit, glue, quality, warehouse
 
-LANDING_BUCKET = "fo-to-dw-orders-landing-area"
-STAGING_BUCKET = "fo-to-dw-orders-staging-area"
+# Names resolved per run from the environment (etl_toolkit.environment): these are templates.
+LANDING_BUCKET = environment.bucket("orders_landing")
+STAGING_BUCKET = environment.bucket("orders_staging")
 # Per batch, one row per order it delivers (order_id, processing_ts), lines or not: the load needs
 # them to clear an order re-delivered with no products and to keep a newer version of an order.
 VERSIONS_PREFIX = "order_versions/"
@@ -56,8 +57,8 @@ ORDERS = Pipeline(
     ),
 )
 
-LANDING = Asset(name="orders_landing", uri=f"s3://{LANDING_BUCKET}/orders/")
-STAGING = Asset(name="orders_staging", uri=f"s3://{STAGING_BUCKET}/orders/")
+LANDING = Asset(name="orders_landing", uri=environment.asset_uri("orders_landing", "orders/"))
+STAGING = Asset(name="orders_staging", uri=environment.asset_uri("orders_staging", "orders/"))
 WAREHOUSE_STAGING = Asset(
     name="orders_warehouse_staging", uri="postgres://warehouse:5432/warehouse/orders/stg_order_lines"
 )
@@ -120,8 +121,9 @@ def orders_pipeline(batch):
             script="orders_staging_to_warehouse_staging.py",
             script_args={"--batch_id": batch.batch_id, "--staging_bucket": STAGING_BUCKET,
                          "--staging_prefix": "orders/", "--versions_prefix": VERSIONS_PREFIX,
-                         "--warehouse_secret_id": WAREHOUSE_SECRET_ID},  # fmt: skip
-            default_arguments={"--additional-python-modules": "psycopg2-binary==2.9.12"},
+                         "--warehouse_secret_id": environment.secret("warehouse")},  # fmt: skip
+            python_modules=("psycopg2-binary",),
+            network=True,
             outlets=[WAREHOUSE_STAGING],
         ),
         audit.count_sql("warehouse_staging", file="count_warehouse_staging.sql", entity="order_lines"),

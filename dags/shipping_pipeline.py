@@ -36,13 +36,15 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, chain
 
+from etl_toolkit import environment
 from etl_toolkit.pipeline import Layer, Pipeline, marker_dag
 from etl_toolkit.tasks import athena, audit, glue, quality
 
-LANDING_BUCKET = "shipping-landing"
-STAGING_BUCKET = "shipping-staging"
-QUERY_RESULTS = "s3://shipping-query-results/queries/"
-DATABASE = "shipping-db"
+# Names resolved per run from the environment (etl_toolkit.environment): these are templates.
+LANDING_BUCKET = environment.bucket("shipping_landing")
+STAGING_BUCKET = environment.bucket("shipping_staging")
+QUERY_RESULTS = f"s3://{environment.bucket('shipping_query_results')}/queries/"
+DATABASE = environment.catalog_database("shipping")
 PREFIX = "incoming/"
 REPORT = "audit/batch_id={batch_id}/json_to_parquet.json"
 MAX_REJECTED_FRACTION = "{{ var.value.get('shipping_max_rejected_fraction', '0.01') }}"
@@ -59,8 +61,8 @@ SHIPPING = Pipeline(
     ),
 )
 
-RAW = Asset(name="shipping_transformed_data", uri=f"s3://{STAGING_BUCKET}/transformed_data/")
-NORMALIZED = Asset(name="shipping_normalized", uri=f"s3://{STAGING_BUCKET}/normalized/")
+RAW = Asset(name="shipping_transformed_data", uri=environment.asset_uri("shipping_staging", "transformed_data/"))
+NORMALIZED = Asset(name="shipping_normalized", uri=environment.asset_uri("shipping_staging", "normalized/"))
 
 
 @marker_dag(SHIPPING, dag_id="shipping_pipeline", tags=["shipping", "glue", "athena", "event-driven"], doc_md=__doc__)

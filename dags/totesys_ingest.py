@@ -5,8 +5,8 @@ Replaces the **ingestion** Lambda of the totesys pipeline and the EventBridge
 schedule that ran it.
 
 **Steps**
-1. The DAG runs every 30 minutes (the cron in the environment variable
-   `TOTESYS_INGEST_SCHEDULE` overrides it) and whenever it is triggered from the UI.
+1. The DAG runs every 30 minutes (the cron in the Airflow configuration option
+   `[etl] totesys_ingest_schedule` overrides it) and whenever it is triggered from the UI.
 2. `plan_batch` names the batch (`totesys-<run time>`) and the tables it covers: the run's
    `tables` param, else the Variable `totesys_tables` (comma-separated), else all eleven. A name
    that is not one of the eleven source tables (say `staff; DROP TABLE staff`) fails the run
@@ -27,28 +27,31 @@ schedule that ran it.
    it is. Rows deleted in the source are not seen (there is no row left to extract).
 
 The database password is never in the DAG, its arguments or its logs: the job reads the source's
-credentials from the Secrets Manager secret `etl/totesys` (Variable `totesys_secret_id`). The
+credentials from the Secrets Manager secret `etl/totesys` (the environment's `secrets.totesys`). The
 marker wakes `totesys_warehouse`. Any failed task publishes to SNS `etl-failure`.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 
 from airflow.sdk import Asset, Param, chain, dag
+from airflow.sdk.configuration import conf
 
+from etl_toolkit import environment
 from etl_toolkit.pipeline import default_args
+from etl_toolkit.settings import CONFIG_SECTION
 from etl_toolkit.tasks import glue, producing
 
 PIPELINE = "totesys_ingest"
-INGESTION_BUCKET = "totesys-ingestion"
+INGESTION_BUCKET = environment.bucket("totesys_ingestion")  # a template, resolved per run
 SOURCE_TABLES = ("address", "counterparty", "currency", "department", "design", "staff", "sales_order",
                  "purchase_order", "payment", "payment_type", "transaction")  # fmt: skip
-# An environment variable, not an Airflow Variable: the schedule is read when the DAG is parsed.
-SCHEDULE = os.environ.get("TOTESYS_INGEST_SCHEDULE", "*/30 * * * *")
+# Airflow's own configuration, not a Variable: the schedule is read when the DAG is parsed, and
+# every component of an environment (MWAA: its configuration options) sees the same.
+SCHEDULE = conf.get(CONFIG_SECTION, "totesys_ingest_schedule", fallback="*/30 * * * *")
 
-INGESTED = Asset(name="totesys_ingested", uri=f"s3://{INGESTION_BUCKET}/batches/")
+INGESTED = Asset(name="totesys_ingested", uri=environment.asset_uri("totesys_ingestion", "batches/"))
 
 
 @dag(
@@ -58,6 +61,7 @@ INGESTED = Asset(name="totesys_ingested", uri=f"s3://{INGESTION_BUCKET}/batches/
     catchup=False,
     max_active_runs=1,
     default_args=default_args(PIPELINE),
+    user_defined_macros=environment.DAG_MACROS,
     params={
         "tables": Param(
             None,
@@ -79,11 +83,12 @@ def totesys_ingest():
         script_args={
             "--batch_id": "{{ ti.xcom_pull(task_ids='plan_batch')['batch_id'] }}",
             "--tables": "{{ ti.xcom_pull(task_ids='plan_batch')['tables'] | join(',') }}",
-            "--source_secret_id": "{{ var.value.get('totesys_secret_id', 'etl/totesys') }}",
+            "--source_secret_id": environment.secret("totesys"),
             "--ingestion_bucket": INGESTION_BUCKET,
             "--commit_lag_seconds": "{{ var.value.get('totesys_commit_lag_seconds', '300') }}",
         },
-        default_arguments={"--additional-python-modules": "psycopg2-binary==2.9.12"},
+        python_modules=("psycopg2-binary",),
+        network=True,
         outlets=[INGESTED],
     )
 

@@ -36,11 +36,13 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, chain
 
+from etl_toolkit import environment
 from etl_toolkit.pipeline import Layer, Pipeline, marker_dag
 from etl_toolkit.tasks import audit, glue, quality, warehouse
 
-INGESTION_BUCKET = "totesys-ingestion"
-PROCESSED_BUCKET = "totesys-processed"
+# Names resolved per run from the environment (etl_toolkit.environment): these are templates.
+INGESTION_BUCKET = environment.bucket("totesys_ingestion")
+PROCESSED_BUCKET = environment.bucket("totesys_processed")
 SCHEMA = "totesys"
 
 SOURCE_TABLES = ("address", "counterparty", "currency", "department", "design", "staff", "sales_order",
@@ -87,8 +89,8 @@ TOTESYS = Pipeline(
     ),
 )
 
-LANDING = Asset(name="totesys_ingested", uri=f"s3://{INGESTION_BUCKET}/batches/")
-PROCESSED_ASSET = Asset(name="totesys_processed", uri=f"s3://{PROCESSED_BUCKET}/")
+LANDING = Asset(name="totesys_ingested", uri=environment.asset_uri("totesys_ingestion", "batches/"))
+PROCESSED_ASSET = Asset(name="totesys_processed", uri=environment.asset_uri("totesys_processed"))
 WAREHOUSE_ASSETS = [
     Asset(name=f"totesys_{table}", uri=f"postgres://warehouse:5432/warehouse/{SCHEMA}/{table}")
     for table in WAREHOUSE_KEYS

@@ -75,7 +75,7 @@ def airflow_settings(port: int) -> dict[str, str]:
         # LocalExecutor forks this many workers up front; one laptop needs no 32 (the default).
         "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "8"),
         # Each Glue job status poll is a wait for the person watching the UI.
-        "ETL_GLUE_POLL_SECONDS": os.environ.get("ETL_GLUE_POLL_SECONDS", "2"),
+        "AIRFLOW__ETL__GLUE_POLL_SECONDS": os.environ.get("AIRFLOW__ETL__GLUE_POLL_SECONDS", "2"),
     }
 
 

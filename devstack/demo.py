@@ -50,7 +50,7 @@ def main(pipeline: str, orders: int, seed: int) -> int:
         )
         _wait_for(env_file, stack_process)
     try:
-        env = {**os.environ, **read_env_file(env_file), "ETL_GLUE_POLL_SECONDS": "1",
+        env = {**os.environ, **read_env_file(env_file), "AIRFLOW__ETL__GLUE_POLL_SECONDS": "1",
                # The demo changes the totesys source and extracts at once: no commit lag to wait out.
                "AIRFLOW_VAR_TOTESYS_COMMIT_LAG_SECONDS": "0"}  # fmt: skip
         batch_id = f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"

@@ -10,39 +10,52 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from etl_toolkit import environment
+
 REGION = "eu-west-1"
-ACCOUNT_ID = "123456789012"  # moto's default account
+ACCOUNT_ID = environment.ACCOUNT_ID  # moto's default account
 
-BUCKETS = (
-    "fo-to-dw-orders-landing-area",
-    "fo-to-dw-orders-staging-area",
-    "totesys-ingestion",
-    "totesys-processed",
-    "etl-glue-artifacts",
-    "ecommerce-raw",
-    "ecommerce-archive",
-    "shipping-landing",
-    "shipping-staging",
-    "shipping-query-results",
-)
+# The names are the toolkit's local environment (the same the deployment template creates for an
+# environment named "local"); tests/unit/test_deploy_template.py holds the two lists equal.
+LOCAL = environment.validate(environment.LOCAL)
+BUCKETS = tuple(LOCAL.buckets.values())
 
-# Glue Data Catalog databases that are not the default one (crawlers create that one): the
-# shipping pipeline's keeps the upstream system's name, hyphen included, so every SQL client must quote it.
-CATALOG_DATABASES = ("shipping-db",)
+# Glue Data Catalog databases; the shipping pipeline's keeps the upstream system's name, hyphen
+# included, so every SQL client must quote it.
+CATALOG_DATABASES = tuple(LOCAL.catalog_databases.values())
 
 # Each topic has an SQS queue subscribed, named after it with "-inbox", so every published
 # message can be read back (docs/interfaces.md, Notifications).
-TOPICS = ("etl-success", "etl-failure")
+TOPICS = tuple(LOCAL.topics.values())
 
-GLUE_ROLE_NAME = "etl-glue-job-role"
+GLUE_ROLE_NAME = LOCAL.glue_role_arn.rsplit("/", 1)[-1]
 
 # The Glue JDBC connection to the warehouse database (built from the ``warehouse_db`` URL), through
-# which crawlers catalog its tables.
-WAREHOUSE_JDBC_CONNECTION = "warehouse-jdbc"
+# which crawlers catalog its tables; and the NETWORK connection that puts the Glue jobs reaching a
+# database into its VPC (locally every job reaches every database, so it carries no subnet).
+WAREHOUSE_JDBC_CONNECTION = LOCAL.glue_connection("warehouse_jdbc")
+NETWORK_CONNECTION = LOCAL.glue_connection("network")
 
-# Secrets Manager secrets the Glue jobs read their database credentials from, built from the
-# Airflow connection of the same purpose: secret id -> connection id.
-DATABASE_SECRETS = {"etl/warehouse": "warehouse_db", "etl/totesys": "totesys_db"}
+def database_secrets(env: environment.Environment = LOCAL) -> dict[str, str]:
+    """The Secrets Manager secrets the Glue jobs read their database credentials from, built from
+    the Airflow connection of the same purpose: secret id -> connection id."""
+    return {env.secret("warehouse"): "warehouse_db", env.secret("totesys"): "totesys_db"}
+
+
+def provisioned_names(env: environment.Environment = LOCAL) -> dict[str, set[str]]:
+    """Every name ``provision`` creates, by kind: what the deployment template must create too."""
+    return {
+        "buckets": set(env.buckets.values()),
+        "topics": {_topic_name(topic) for topic in env.topics.values()},
+        "catalog_databases": set(env.catalog_databases.values()),
+        "glue_connections": set(env.glue_connections.values()),
+        "secrets": set(database_secrets(env)),
+        "roles": {env.glue_role_arn.rsplit("/", 1)[-1]},
+    }
+
+
+def _topic_name(topic: str) -> str:
+    return topic.rsplit(":", 1)[-1]  # a name, or the last part of an ARN
 
 
 def inbox_queue(topic: str) -> str:
@@ -64,22 +77,24 @@ def topic_arn(topic: str, region: str = REGION, account_id: str = ACCOUNT_ID) ->
     return f"arn:aws:sns:{region}:{account_id}:{topic}"
 
 
-def provision(session, database_urls: Mapping[str, str]) -> None:
-    """Create every bucket, topic, inbox queue, role, secret and Glue connection that does not exist
-    yet; a secret or connection that exists is updated to the database URL given.
+def provision(session, database_urls: Mapping[str, str], env: environment.Environment = LOCAL) -> None:
+    """Create every bucket, topic, inbox queue, role, secret and Glue connection of the environment
+    (the local one unless told) that does not exist yet; a secret or connection that exists is
+    updated to the database URL given.
 
     ``session`` is a boto3 Session whose clients reach the emulator (``AWS_ENDPOINT_URL``);
     ``database_urls`` maps a connection id (``warehouse_db``, ``totesys_db``) to its URL.
     """
+    names = provisioned_names(env)
     s3 = session.client("s3")
-    for bucket in BUCKETS:
+    for bucket in sorted(names["buckets"]):
         try:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": session.region_name})
         except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
             pass
 
     sns, sqs = session.client("sns"), session.client("sqs")
-    for topic in TOPICS:
+    for topic in sorted(names["topics"]):
         arn = sns.create_topic(Name=topic)["TopicArn"]
         queue_url = sqs.create_queue(QueueName=inbox_queue(topic))["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -90,7 +105,7 @@ def provision(session, database_urls: Mapping[str, str]) -> None:
     iam = session.client("iam")
     try:
         iam.create_role(
-            RoleName=GLUE_ROLE_NAME,
+            RoleName=next(iter(names["roles"])),
             AssumeRolePolicyDocument=json.dumps(
                 {
                     "Version": "2012-10-17",
@@ -108,7 +123,7 @@ def provision(session, database_urls: Mapping[str, str]) -> None:
         pass
 
     secrets = session.client("secretsmanager")
-    for secret_id, conn_id in DATABASE_SECRETS.items():
+    for secret_id, conn_id in database_secrets(env).items():
         if conn_id not in database_urls:
             continue
         value = json.dumps(_secret_from_url(database_urls[conn_id]))
@@ -118,14 +133,24 @@ def provision(session, database_urls: Mapping[str, str]) -> None:
             secrets.put_secret_value(SecretId=secret_id, SecretString=value)
 
     glue = session.client("glue")
-    for database in CATALOG_DATABASES:
+    for database in sorted(names["catalog_databases"]):
         try:
             glue.create_database(DatabaseInput={"Name": database})
         except glue.exceptions.AlreadyExistsException:
             pass
 
     if "warehouse_db" in database_urls:
-        _put_jdbc_connection(session.client("glue"), WAREHOUSE_JDBC_CONNECTION, database_urls["warehouse_db"])
+        _put_jdbc_connection(glue, env.glue_connection("warehouse_jdbc"), database_urls["warehouse_db"])
+    try:
+        glue.create_connection(
+            ConnectionInput={
+                "Name": env.glue_connection("network"),
+                "ConnectionType": "NETWORK",
+                "ConnectionProperties": {},
+            }
+        )
+    except glue.exceptions.AlreadyExistsException:
+        pass
 
 
 def _put_jdbc_connection(glue, name: str, url: str) -> None:

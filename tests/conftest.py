@@ -39,8 +39,8 @@ os.environ.update(
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
     AIRFLOW__CORE__UNIT_TEST_MODE="False",
-    ETL_GLUE_POLL_SECONDS="1",
-    ETL_RETRY_DELAY_SECONDS="1",
+    AIRFLOW__ETL__GLUE_POLL_SECONDS="1",
+    AIRFLOW__ETL__RETRY_DELAY_SECONDS="1",
     # The totesys extract trails the source's clock by this lag so that late commits are not
     # skipped; the tests write rows and extract them at once (the lag's own test sets its own).
     AIRFLOW_VAR_TOTESYS_COMMIT_LAG_SECONDS="0",

@@ -36,3 +36,17 @@ def sql_path(pipeline: str, name: str) -> Path:
 
 def glue_script_path(pipeline: str, name: str) -> Path:
     return include_dir() / "glue_scripts" / pipeline / name
+
+
+def glue_wheel_path(distribution: str) -> Path:
+    """The Glue 5.0 wheel of ``distribution`` that ``make glue-wheels`` put in ``include/glue_wheels/``."""
+    import re
+
+    stem = re.sub(r"[-_.]+", "_", distribution).lower()  # a wheel's file name normalises the name (PEP 427)
+    folder = include_dir() / "glue_wheels"
+    found = sorted(path for path in folder.glob("*.whl") if path.name.lower().startswith(f"{stem}-"))
+    if not found:
+        raise FileNotFoundError(
+            f"no wheel of {distribution} in {folder} (pinned in include/glue_wheels.txt): run `make glue-wheels`"
+        )
+    return found[-1]

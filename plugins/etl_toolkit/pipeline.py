@@ -10,7 +10,7 @@ with ``claim_batch → archive_marker`` too (an already-loaded batch skips the s
 archived and reported), every layer's count handed to ``reconcile``, and the failure notifier on
 every task. A declared layer that no step counts fails the DAG's import.
 
-    ORDERS = Pipeline("orders", landing_bucket="...", layers=(Layer("landing", ("orders",)), ...))
+    ORDERS = Pipeline("orders", landing_bucket=environment.bucket("..."), layers=(Layer("landing", ("orders",)), ...))
 
     @marker_dag(ORDERS, dag_id="orders_pipeline", tags=[...], doc_md=__doc__)
     def orders_pipeline(batch):  # batch: templates of the claimed batch (batch.batch_id ...)
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from etl_toolkit import environment
 from etl_toolkit.contract import BATCH_ID_PATTERN, Layer, Pipeline
 from etl_toolkit.settings import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY
 from etl_toolkit.tasks.audit import reconcile_batch
@@ -86,6 +87,8 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                 "max_active_runs": 1,
                 "default_args": default_args(pipeline.name, pipeline.landing_bucket),
                 "params": batch_params(),
+                # The environment's names in templates: {{ etl.bucket('...') }} (etl_toolkit.environment)
+                "user_defined_macros": environment.DAG_MACROS,
                 **dag_kwargs,
             }
             schedule = settings.pop("schedule", "@continuous")

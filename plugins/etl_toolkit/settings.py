@@ -1,45 +1,54 @@
-"""Settings every pipeline shares: connection ids, Variable names, Glue and retry defaults.
+"""Settings every pipeline shares: connection ids, Glue and retry defaults, tuning knobs.
 
-The bottom layer of the toolkit: it imports nothing of the toolkit. Each value is the local
-default; a real deployment overrides the names with Airflow Variables (read in templates or
-inside tasks, never at parse time) and the tuning knobs with environment variables.
+The bottom layer of the toolkit: it imports nothing of the toolkit. Names that differ between
+environments (buckets, topics, the Glue role ...) are not here: they live in ``environment``,
+resolved at run time. The knobs read at parse time come from Airflow's own configuration, section
+``[etl]`` (``AIRFLOW__ETL__<KEY>`` in the environment; on MWAA the environment's Airflow
+configuration options ``etl.<key>``), so every Airflow component of an environment sees the same.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
+
+from airflow.sdk.configuration import conf
 
 AWS_CONN_ID = "aws_default"
 WAREHOUSE_CONN_ID = "warehouse_db"
 TOTESYS_CONN_ID = "totesys_db"
 
-# SNS topics (names or full ARNs), overridable with the Airflow Variables of the same name.
-SUCCESS_TOPIC_VARIABLE, SUCCESS_TOPIC_DEFAULT = "etl_success_topic", "etl-success"
-FAILURE_TOPIC_VARIABLE, FAILURE_TOPIC_DEFAULT = "etl_failure_topic", "etl-failure"
-FAILURE_TOPIC = f"{{{{ var.value.get('{FAILURE_TOPIC_VARIABLE}', '{FAILURE_TOPIC_DEFAULT}') }}}}"
+CONFIG_SECTION = "etl"
+# Every option of the section (what the DAGs and the toolkit read); a typo'd option is not found.
+CONFIG_OPTIONS = ("glue_poll_seconds", "marker_poke_seconds", "retry_delay_seconds", "totesys_ingest_schedule")
 
-# Glue: where GlueJobOperator uploads the scripts versioned beside the DAGs, and the
-# role the jobs and crawlers assume. Both overridable with Airflow Variables.
-GLUE_ARTIFACTS_BUCKET = "{{ var.value.get('glue_artifacts_bucket', 'etl-glue-artifacts') }}"
-GLUE_ROLE_ARN = "{{ var.value.get('glue_role_arn', 'arn:aws:iam::123456789012:role/etl-glue-job-role') }}"
+
+def knob(key: str, default: float) -> float:
+    """A number from ``[etl] <key>``, else ``default``; a value that is not a number fails the import
+    with the option's name, not later with a bare ValueError."""
+    if key not in CONFIG_OPTIONS:
+        raise KeyError(f"[{CONFIG_SECTION}] {key} is not one of the project's options {CONFIG_OPTIONS}")
+    text = conf.get(CONFIG_SECTION, key, fallback=None)
+    if text is None or not str(text).strip():
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"Airflow configuration [{CONFIG_SECTION}] {key} must be a number, got {text!r}") from None
+
+
 GLUE_VERSION = "5.0"
-GLUE_CATALOG_DATABASE = "{{ var.value.get('glue_catalog_database', 'etl_catalog') }}"
 # How often to poll Glue: AWS runs take minutes, so seconds don't matter there; the local stack
 # sets it lower so that tests and the demo don't wait on the poll.
-GLUE_POLL_SECONDS = float(os.environ.get("ETL_GLUE_POLL_SECONDS", "6"))
-
-# The Secrets Manager secret holding the warehouse credentials for the Glue jobs that load it.
-WAREHOUSE_SECRET_ID = "{{ var.value.get('warehouse_secret_id', 'etl/warehouse') }}"
+GLUE_POLL_SECONDS = knob("glue_poll_seconds", 6)
 
 # How often a waiting run looks for a marker: the worst case of marker-to-start latency, for one
 # S3 LIST per DAG per interval (a few cents a month).
-MARKER_POKE_SECONDS = float(os.environ.get("ETL_MARKER_POKE_SECONDS", "10"))
+MARKER_POKE_SECONDS = knob("marker_poke_seconds", 10)
 
 # How many times a batch is claimed without finishing (its runs died, or its failure could not be
 # recorded) before it is set aside as failed so that the batches behind it can run.
 MAX_ATTEMPTS = 3
 
 DEFAULT_RETRIES = 2
-# Environment-tunable so the test suite need not wait out production back-offs.
-DEFAULT_RETRY_DELAY = timedelta(seconds=float(os.environ.get("ETL_RETRY_DELAY_SECONDS", "30")))
+# Tunable so the test suite need not wait out production back-offs.
+DEFAULT_RETRY_DELAY = timedelta(seconds=knob("retry_delay_seconds", 30))

@@ -19,7 +19,7 @@ from datetime import UTC, timedelta
 import pytest
 
 from devstack.sample_data.orders import write_marker, write_orders_batch
-from etl_toolkit import ledger
+from etl_toolkit import environment, ledger
 from etl_toolkit.contract import ClaimRefused, HolderUnknown
 from tests.conftest import run_dag
 from tests.faults import corrupt_data_pages
@@ -123,7 +123,8 @@ def test_a_failure_notification_that_cannot_be_published_still_sets_the_batch_as
                                 started_at=batch_start, write_marker=False)  # fmt: skip
     wrong = dict(marker["expected_counts"], orders=marker["expected_counts"]["orders"] + 1)
     write_marker(aws("s3"), LANDING, "life-unpublished", {**marker, "expected_counts": wrong})
-    monkeypatch.setenv("AIRFLOW_VAR_ETL_FAILURE_TOPIC", "no-such-topic")
+    unpublishable = {**environment.LOCAL, "topics": {**environment.LOCAL["topics"], "failure": "no-such-topic"}}
+    monkeypatch.setenv("AIRFLOW_VAR_ETL_ENVIRONMENT", json.dumps(unpublishable))
 
     dag_run, tis = run_dag(orders_dag)
 
@@ -134,17 +135,51 @@ def test_a_failure_notification_that_cannot_be_published_still_sets_the_batch_as
     assert not key_exists(aws, "batch-completion/life-unpublished.json")
     assert audit_row(warehouse, "life-unpublished")["status"] == "FAILED"
 
-    monkeypatch.delenv("AIRFLOW_VAR_ETL_FAILURE_TOPIC")
+    monkeypatch.delenv("AIRFLOW_VAR_ETL_ENVIRONMENT")
     write_orders_batch(aws("s3"), LANDING, "life-after-unpublished", orders=30, seed=42,
                        started_at=batch_start + timedelta(hours=3))  # fmt: skip
     assert run_dag(orders_dag)[0].state == "success"
     assert audit_row(warehouse, "life-after-unpublished")["status"] == "SUCCESS"
 
-    # With the topic put right, the next failure is published again (the notifier renders its
+    # With the topic put right, the next failure is published again (the notifier resolves its
     # topic for every failure, not once for the life of the DAG object).
     write_marker(aws("s3"), LANDING, "life-topic-fixed", "{not json")
     assert run_dag(orders_dag)[0].state == "failed"
     assert [m["subject"] for m in inbox("etl-failure-inbox")] == ["FAILURE orders life-topic-fixed"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "reason", "topic"),
+    [
+        ("{not json", "is not valid JSON", "etl-failure"),
+        # The failure topic can still be read from the broken Variable: the failure goes there.
+        (json.dumps({**environment.LOCAL, "buckets": {}}), "buckets.orders_landing is missing", "etl-failure"),
+    ],
+    ids=["not-json", "missing-key"],
+)
+def test_a_broken_environment_variable_fails_the_run_at_once_and_is_announced(
+    aws, orders_dag, inbox, warehouse, batch_start, monkeypatch, variable, reason, topic
+):
+    """The environment's Variable is broken: the first task fails at once (no retries) naming the
+    Variable and the key, the failure notification still goes out, and the batch stays pending for
+    the run after the Variable is put right."""
+    write_orders_batch(aws("s3"), LANDING, "life-bad-config", orders=10, seed=45, started_at=batch_start)
+    monkeypatch.setenv("AIRFLOW_VAR_ETL_ENVIRONMENT", variable)
+
+    dag_run, tis = run_dag(orders_dag)
+
+    assert dag_run.state == "failed"
+    first = tis["wait_for_marker"]
+    assert first.state == "failed" and first.try_number == 1
+    [message] = inbox(f"{topic}-inbox")
+    assert message["subject"] == "FAILURE orders -"  # no batch was claimed
+    assert f"Airflow Variable etl_environment{':' if 'missing' in reason else ''} " in message["error"]
+    assert reason in message["error"]
+    assert key_exists(aws, "batch-completion/life-bad-config.json")  # never claimed: still pending
+
+    monkeypatch.delenv("AIRFLOW_VAR_ETL_ENVIRONMENT")
+    assert run_dag(orders_dag)[0].state == "success"
+    assert audit_row(warehouse, "life-bad-config")["status"] == "SUCCESS"
 
 
 def test_a_batch_whose_runs_keep_dying_is_given_up_after_three_attempts_and_the_next_one_loads(

@@ -193,7 +193,7 @@ def _runtime_environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ETL_", "AWS_"))}
     # Seconds, not the production half-minute, between a task's tries: the Clear test waits out a
     # Glue job's retries before it clears the run.
-    return {**env, "ETL_RETRY_DELAY_SECONDS": "2"}
+    return {**env, "AIRFLOW__ETL__RETRY_DELAY_SECONDS": "2"}
 
 
 @pytest.fixture(scope="module")

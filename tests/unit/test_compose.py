@@ -412,7 +412,7 @@ def test_airflow_processes_get_the_variables_and_connections_of_make_stack(servi
     for key, folder in CONTAINER_PATH_VARIABLES.items():
         if folder:
             assert (REPO / mounts[compose_env[key]]).resolve() == REPO / folder, key
-    assert compose_env["ETL_GLUE_POLL_SECONDS"] == "2"
+    assert compose_env["AIRFLOW__ETL__GLUE_POLL_SECONDS"] == "2"
 
 
 def test_every_airflow_process_shares_the_same_settings_and_mounts(services):
@@ -431,13 +431,16 @@ def test_every_airflow_process_shares_the_same_settings_and_mounts(services):
 
 
 def test_every_airflow_option_the_compose_file_sets_exists_in_airflow_config(services):
-    """AIRFLOW__SECTION__KEY variables with a typo are silently ignored; config.yml lists the real ones."""
+    """AIRFLOW__SECTION__KEY variables with a typo are silently ignored; config.yml lists the real
+    ones, and the project's own section lists its options in etl_toolkit.settings."""
+    from etl_toolkit.settings import CONFIG_OPTIONS, CONFIG_SECTION
+
     config_yml = Path(find_spec("airflow").submodule_search_locations[0]) / "config_templates" / "config.yml"
     options = {
         (section, option)
         for section, spec in yaml.safe_load(config_yml.read_text()).items()
         for option in spec["options"]
-    }
+    } | {(CONFIG_SECTION, option) for option in CONFIG_OPTIONS}
     settings = {key for key in environment(services["airflow-apiserver"]) if key.startswith("AIRFLOW__")}
     unknown = {key for key in settings if tuple(key.lower().split("__")[1:]) not in options}
     assert not unknown, unknown

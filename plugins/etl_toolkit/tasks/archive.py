@@ -29,7 +29,7 @@ def archive_objects(*, source_bucket: str, archive_bucket: str, objects_sql: str
     # Also after a skipped reconcile: an already-loaded batch is claimed again, and whatever an
     # earlier run left unarchived is moved now (the step is idempotent).
     @task(task_id=task_id, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-    def archive(**context) -> dict[str, Any]:
+    def archive(source_bucket: str, archive_bucket: str, **context) -> dict[str, Any]:
         batch_id = frame.claim(context)["batch_id"]
         with sql.transaction() as cursor:
             objects = sql.execute(cursor, pipeline, objects_sql, {"batch_id": batch_id}) or []
@@ -50,4 +50,4 @@ def archive_objects(*, source_bucket: str, archive_bucket: str, objects_sql: str
             raise s3.ArchiveError(f"{len(failures)} of {len(objects)} objects not archived: " + "; ".join(failures[:5]))
         return {"batch_id": batch_id, "objects": len(objects), "archive_bucket": archive_bucket, **outcomes}
 
-    return archive()
+    return archive(source_bucket=source_bucket, archive_bucket=archive_bucket)  # templated: rendered per run

@@ -26,7 +26,7 @@ from typing import Any
 
 from airflow.sdk import TriggerRule, task
 
-from etl_toolkit import ledger, reconcile, s3, sql
+from etl_toolkit import environment, ledger, reconcile, s3, sql
 from etl_toolkit.settings import AWS_CONN_ID
 from etl_toolkit.tasks.frame import BatchFrame, current
 
@@ -72,9 +72,10 @@ def count_report(layer: str, *, bucket: str, key: str, entities: dict[str, str],
     """
 
     def count(claim):
-        report = s3.read_json(bucket, key.format(batch_id=claim["batch_id"]))
+        where = environment.render(bucket)
+        report = s3.read_json(where, key.format(batch_id=claim["batch_id"]))
         if report.get("batch_id") != claim["batch_id"]:
-            raise ValueError(f"s3://{bucket}/{key} reports batch {report.get('batch_id')!r}, not {claim['batch_id']}")
+            raise ValueError(f"s3://{where}/{key} reports batch {report.get('batch_id')!r}, not {claim['batch_id']}")
         return {entity: int(report[field]) for entity, field in entities.items()}, {
             name: report[name] for name in details if name in report
         }
@@ -86,7 +87,8 @@ def count_parquet(layer: str, *, bucket: str, prefix: str, entity: str, **task_k
     """Count a parquet layer's batch from footers; ``prefix`` may hold ``{batch_id}``."""
 
     def count(claim):
-        rows, files = s3.count_parquet_rows(bucket, prefix.format(batch_id=claim["batch_id"]), claim["batch_id"])
+        batch_id = claim["batch_id"]
+        rows, files = s3.count_parquet_rows(environment.render(bucket), prefix.format(batch_id=batch_id), batch_id)
         return {entity: rows}, {"files": files}
 
     return _count_task(layer, count, **task_kwargs)
@@ -99,13 +101,13 @@ def count_parquet_datasets(layer: str, *, bucket: str, datasets: dict[str, str],
     """
 
     def count(claim):
-        counts, files = {}, 0
+        counts, files, where = {}, 0, environment.render(bucket)
         hook = s3.s3_hook()
         filesystem = s3.s3_filesystem(hook=hook)
         for entity, prefix in datasets.items():
             batch_id = claim["batch_id"]
             rows, objects = s3.count_parquet_rows(
-                bucket, prefix.format(batch_id=batch_id), batch_id, hook=hook, filesystem=filesystem
+                where, prefix.format(batch_id=batch_id), batch_id, hook=hook, filesystem=filesystem
             )
             counts[entity], files = rows, files + objects
         return counts, {"files": files}
@@ -200,14 +202,14 @@ def count_tables_matching_parquet(
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        counts = {}
+        counts, where = {}, environment.render(bucket)
         hook = s3.s3_hook()
         filesystem = s3.s3_filesystem(hook=hook)
         with sql.transaction() as cursor:
             for entity, prefix in datasets.items():
                 columns, batch_id = list(keys[entity]), claim["batch_id"]
-                objects = s3.data_objects(bucket, prefix.format(batch_id=batch_id), hook=hook)
-                tables = [pq.read_table(f"{bucket}/{key}", columns=columns, filesystem=filesystem) for key in objects]
+                objects = s3.data_objects(where, prefix.format(batch_id=batch_id), hook=hook)
+                tables = [pq.read_table(f"{where}/{key}", columns=columns, filesystem=filesystem) for key in objects]
                 if not tables or not sum(t.num_rows for t in tables):
                     counts[entity] = 0
                     continue

@@ -28,7 +28,7 @@ from airflow.sdk import TriggerRule, task
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
 from airflow.triggers.base import TriggerEvent
 
-from etl_toolkit import ledger, messages, sns
+from etl_toolkit import environment, ledger, messages, sns
 from etl_toolkit.contract import (
     BATCH_MARKER_PREFIX,
     FAILED,
@@ -45,8 +45,6 @@ from etl_toolkit.contract import (
 from etl_toolkit.markers import MarkerStore
 from etl_toolkit.settings import (
     AWS_CONN_ID,
-    FAILURE_TOPIC_DEFAULT,
-    FAILURE_TOPIC_VARIABLE,
     MARKER_POKE_SECONDS,
     MAX_ATTEMPTS,
 )
@@ -228,7 +226,7 @@ def claim(pipeline, context, *, aws_conn_id: str = AWS_CONN_ID) -> dict[str, Any
 
     params, run_id, dag_id = context["params"], context["run_id"], context["dag"].dag_id
     requested, reprocess = params.get("batch_id"), bool(params.get("reprocess"))
-    store = MarkerStore(pipeline.landing_bucket, aws_conn_id)
+    store = MarkerStore(environment.render(pipeline.landing_bucket), aws_conn_id)
     for key in _candidates(store, requested, by_batch_id=pipeline.in_order):
         batch_id = requested or batch_id_from_key(key)
         try:
@@ -293,13 +291,11 @@ def claim(pipeline, context, *, aws_conn_id: str = AWS_CONN_ID) -> dict[str, Any
             "reprocess": reprocess,
             "attempt": decision.attempts,
         }
-    raise AirflowSkipException(f"no valid marker under s3://{pipeline.landing_bucket}/{BATCH_MARKER_PREFIX}")
+    raise AirflowSkipException(f"no valid marker under s3://{store.bucket}/{BATCH_MARKER_PREFIX}")
 
 
 def _give_up(pipeline, store: MarkerStore, key: str, batch_id: str, reason: str, context) -> None:
     """Set a batch that keeps failing aside, then announce it; the claim goes on to the next one."""
-    from airflow.sdk import Variable
-
     ti = context["ti"]
     facts = {
         "dag_id": ti.dag_id,
@@ -319,7 +315,7 @@ def _give_up(pipeline, store: MarkerStore, key: str, batch_id: str, reason: str,
     store.set_aside(key, FAILED, {**facts, "failed_at": datetime.now(UTC).isoformat()})
     _log.error("Gave up on batch %s: %s; its marker is now in the failed archive.", batch_id, reason)
     subject, message = messages.build_message(messages.FAILURE, pipeline.name, facts)
-    topic = Variable.get(FAILURE_TOPIC_VARIABLE, default=FAILURE_TOPIC_DEFAULT)
+    topic = environment.failure_topic()
     try:
         sns.publish(sns.sns_hook(), topic, subject, message)
     except Exception:  # the batch is set aside already; a retry would find nothing left to announce
@@ -361,7 +357,7 @@ def archive_marker(frame: BatchFrame, *, aws_conn_id: str = AWS_CONN_ID):
     @task(task_id="archive_marker", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def archive_marker(**context) -> dict[str, Any]:
         claim = frame.claim(context)
-        store = MarkerStore(pipeline.landing_bucket, aws_conn_id)
+        store = MarkerStore(environment.render(pipeline.landing_bucket), aws_conn_id)
         outcome = store.archive_if_unchanged(claim["batch_id"], claim.get("version"))
         if "kept" in outcome:
             ledger.request_rerun(pipeline.name, claim["batch_id"])

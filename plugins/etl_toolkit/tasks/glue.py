@@ -5,7 +5,15 @@
 - the script is the file versioned beside the DAG (``include/glue_scripts/<pipeline>/``): the
   operator uploads it on every run (``replace_script_file``) and keeps the job definition in step
   with the DAG (``update_config``), so what runs is always the script versioned beside it;
-- Glue 5.0 and the role, artifacts bucket and poll interval from ``etl_toolkit.settings``;
+- Glue 5.0, the poll interval from ``etl_toolkit.settings``, and the role, artifacts bucket and
+  the job's name from the environment (``etl_toolkit.environment``): the name carries the
+  environment's, so that two environments can share an account;
+- ``network=True`` for a job that reaches a database: it runs in the database's VPC through the
+  environment's Glue NETWORK connection;
+- ``python_modules``: what the script needs beyond what Glue 5.0 provides, as the wheels that
+  ``make glue-wheels`` downloads into ``include/glue_wheels/`` (pinned in
+  ``include/glue_wheels.txt``): uploaded beside the script and installed from there, never from
+  PyPI at job start (a job in a private VPC cannot reach it);
 - a failed run fails the task with the script's own error (``GetJobRun.ErrorMessage``), not just
   "Run State: FAILED", so the failure notification says what went wrong; a script that refuses
   its batch (raises ``BatchRefused``) fails it without retries, since the same input would fail
@@ -27,15 +35,9 @@ from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
 from airflow.providers.amazon.aws.operators.glue_crawler import GlueCrawlerRunOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from etl_toolkit.paths import glue_script_path
-from etl_toolkit.settings import (
-    AWS_CONN_ID,
-    GLUE_ARTIFACTS_BUCKET,
-    GLUE_CATALOG_DATABASE,
-    GLUE_POLL_SECONDS,
-    GLUE_ROLE_ARN,
-    GLUE_VERSION,
-)
+from etl_toolkit import environment
+from etl_toolkit.paths import glue_script_path, glue_wheel_path
+from etl_toolkit.settings import AWS_CONN_ID, GLUE_POLL_SECONDS, GLUE_VERSION
 
 POLL_SECONDS = GLUE_POLL_SECONDS
 # A script that refuses its batch (too many bad records, an object that is not what the contract
@@ -50,6 +52,8 @@ class GlueJob(GlueJobOperator):
         pipeline: str,
         script: str,  # a file under include/glue_scripts/<pipeline>/, or an absolute path
         py_modules: tuple[str, ...] = (),  # files beside it that it imports
+        python_modules: tuple[str, ...] = (),  # distributions it needs that Glue 5.0 lacks (wheels)
+        network: bool = False,  # reaches a database: runs in its VPC through the NETWORK connection
         script_args: dict[str, str] | None = None,
         default_arguments: dict[str, str] | None = None,
         worker_type: str = "G.1X",
@@ -57,25 +61,28 @@ class GlueJob(GlueJobOperator):
         timeout_minutes: int = 60,
         **kwargs: Any,
     ):
-        kwargs.setdefault("job_name", script.rsplit("/", 1)[-1].removesuffix(".py"))
+        kwargs.setdefault("job_name", environment.glue_name(script.rsplit("/", 1)[-1].removesuffix(".py")))
         modules = [str(glue_script_path(pipeline, name)) for name in py_modules]
         kwargs.setdefault("aws_conn_id", AWS_CONN_ID)
+        job = {
+            "GlueVersion": GLUE_VERSION,
+            "WorkerType": worker_type,
+            "NumberOfWorkers": number_of_workers,
+            "Timeout": timeout_minutes,
+            "DefaultArguments": {
+                "--job-language": "python",
+                "--enable-continuous-cloudwatch-log": "true",
+                **(default_arguments or {}),
+            },
+        }
+        if network:
+            job["Connections"] = {"Connections": [environment.glue_connection("network")]}
         super().__init__(
             script_location=str(glue_script_path(pipeline, script)),
-            s3_bucket=GLUE_ARTIFACTS_BUCKET,
-            iam_role_arn=GLUE_ROLE_ARN,
+            s3_bucket=environment.bucket("glue_artifacts"),
+            iam_role_arn=environment.GLUE_ROLE_ARN,
             script_args=script_args or {},
-            create_job_kwargs={
-                "GlueVersion": GLUE_VERSION,
-                "WorkerType": worker_type,
-                "NumberOfWorkers": number_of_workers,
-                "Timeout": timeout_minutes,
-                "DefaultArguments": {
-                    "--job-language": "python",
-                    "--enable-continuous-cloudwatch-log": "true",
-                    **(default_arguments or {}),
-                },
-            },
+            create_job_kwargs=job,
             replace_script_file=True,
             update_config=True,
             verbose=True,
@@ -84,10 +91,13 @@ class GlueJob(GlueJobOperator):
             **kwargs,
         )
         self.py_modules = modules
+        self.python_modules = tuple(python_modules)
 
     def execute(self, context):
         if self.py_modules:
             self._ship_py_modules()
+        if self.python_modules:
+            self._ship_wheels()
         try:
             return super().execute(context)
         except AirflowException as error:
@@ -113,6 +123,23 @@ class GlueJob(GlueJobOperator):
             locations.append(f"s3://{self.s3_bucket}/{key}")
         self.create_job_kwargs["DefaultArguments"]["--extra-py-files"] = ",".join(locations)
 
+    def _ship_wheels(self) -> None:
+        """Upload the wheels of ``python_modules`` beside the script and install them from there."""
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        try:
+            wheels = [glue_wheel_path(name) for name in self.python_modules]
+        except FileNotFoundError as error:
+            raise AirflowFailException(f"Glue job {self.job_name}: {error}") from None
+        s3 = S3Hook(aws_conn_id=self.aws_conn_id)
+        locations = []
+        for wheel in wheels:
+            key = f"{self.s3_artifacts_prefix}wheels/{wheel.name}"
+            if not s3.check_for_key(key, bucket_name=self.s3_bucket):  # a wheel's name pins its content
+                s3.load_file(str(wheel), key, bucket_name=self.s3_bucket, replace=True)
+            locations.append(f"s3://{self.s3_bucket}/{key}")
+        self.create_job_kwargs["DefaultArguments"]["--additional-python-modules"] = ",".join(locations)
+
     def _run_error(self) -> str | None:
         if not self._job_run_id:
             return None
@@ -122,11 +149,12 @@ class GlueJob(GlueJobOperator):
 
 
 def crawler_config(name: str, s3_path: str, *, table_prefix: str = "", database: str | None = None) -> dict:
-    """A crawler over one S3 path, cataloguing into the project's Glue database."""
+    """A crawler over one S3 path, cataloguing into the project's Glue database (or ``database``).
+    The name gets the environment's prefix."""
     return {
-        "Name": name,
-        "Role": GLUE_ROLE_ARN,
-        "DatabaseName": database or GLUE_CATALOG_DATABASE,
+        "Name": environment.glue_name(name),
+        "Role": environment.GLUE_ROLE_ARN,
+        "DatabaseName": database or environment.catalog_database("etl"),
         "Targets": {"S3Targets": [{"Path": s3_path}]},
         "TablePrefix": table_prefix,
         "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
@@ -138,9 +166,9 @@ def jdbc_crawler_config(name: str, connection: str, path: str, *, table_prefix: 
     """A crawler over database tables through a Glue connection; ``path`` is
     ``<database>/<schema>/<table>``, any part ``%`` for all."""
     return {
-        "Name": name,
-        "Role": GLUE_ROLE_ARN,
-        "DatabaseName": GLUE_CATALOG_DATABASE,
+        "Name": environment.glue_name(name),
+        "Role": environment.GLUE_ROLE_ARN,
+        "DatabaseName": environment.catalog_database("etl"),
         "Targets": {"JdbcTargets": [{"ConnectionName": connection, "Path": path}]},
         "TablePrefix": table_prefix,
         "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},

@@ -11,7 +11,6 @@ claimed by a run that has ended: the next claim takes it over and counts an atte
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from datetime import UTC, datetime
@@ -20,10 +19,10 @@ from typing import Any
 from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 from airflow.sdk import TriggerRule, task
 
-from etl_toolkit import ledger, messages, sns
+from etl_toolkit import environment, ledger, messages, sns
 from etl_toolkit.contract import ARCHIVE_PREFIX, FAILED, LOADED, ClaimRefused, HolderUnknown, marker_key
 from etl_toolkit.markers import MarkerStore
-from etl_toolkit.settings import AWS_CONN_ID, FAILURE_TOPIC, SUCCESS_TOPIC_DEFAULT, SUCCESS_TOPIC_VARIABLE
+from etl_toolkit.settings import AWS_CONN_ID
 from etl_toolkit.tasks.frame import BatchFrame
 
 log = logging.getLogger(__name__)
@@ -32,25 +31,21 @@ log = logging.getLogger(__name__)
 class BatchFailureNotifier(SnsNotifier):
     """Sets the failed run's batch aside, then publishes the FAILURE message.
 
-    ``pipeline``: the pipeline's name; ``landing_bucket``: where its markers are (None for a DAG
-    that holds no batch, such as one that produces batches).
+    ``pipeline``: the pipeline's name; ``landing_bucket``: where its markers are (a name or an
+    ``environment.bucket`` template; None for a DAG that holds no batch, such as one that produces
+    batches). The topic is the environment's failure topic, found even when the environment's
+    Variable is broken (``environment.failure_topic``): that error is announced too.
     """
 
     def __init__(self, *, pipeline: str, landing_bucket: str | None = None, **kwargs: Any):
         kwargs.setdefault("aws_conn_id", AWS_CONN_ID)
-        super().__init__(target_arn=FAILURE_TOPIC, message="", **kwargs)  # the message is built in notify()
+        # The topic and the message are found in notify(), when the failure is known.
+        super().__init__(target_arn=environment.LOCAL["topics"]["failure"], message="", **kwargs)
         self.pipeline = pipeline
         self.landing_bucket = landing_bucket
-        self._templates = {name: getattr(self, name) for name in self.template_fields}
-
-    def render_template_fields(self, context, jinja_env=None) -> None:
-        # Rendering replaces the templates with their values on this object, which lives as long as
-        # its DAG object: render from the templates every time, so a Variable changed since counts.
-        for name, template in self._templates.items():
-            setattr(self, name, copy.deepcopy(template))
-        super().render_template_fields(context, jinja_env)
 
     def notify(self, context):
+        self.target_arn = environment.failure_topic()
         ti, run_id = context["ti"], context["run_id"]
         error = context.get("exception")
         held = self._held_batch(run_id)
@@ -119,7 +114,7 @@ class BatchFailureNotifier(SnsNotifier):
             log.exception("Could not record batch %s as FAILED; it stays claimed until a claim finds its run "
                           "ended (an attempt is counted)", batch_id)  # fmt: skip
         try:
-            store = MarkerStore(self.landing_bucket, self.aws_conn_id)
+            store = MarkerStore(environment.render(self.landing_bucket), self.aws_conn_id)
             reason = {**facts, "failed_at": datetime.now(UTC).isoformat()}
             moved = store.archive_if_unchanged(batch_id, held.get("marker_version"), outcome=FAILED, reason=reason)
             outcome = f"marker kept pending: {moved['reason']}" if "kept" in moved else f"marker at {moved['archived']}"
@@ -140,8 +135,6 @@ def publish_success(frame: BatchFrame, summary):
 
     @task(task_id="notify_success", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def notify_success(summary: dict[str, Any] | None, **context) -> dict[str, Any]:
-        from airflow.sdk import Variable
-
         claim = frame.claim(context)
         ran = ledger.counts_of_run(pipeline.name, claim["batch_id"], context["run_id"])
         facts: dict[str, Any] = {
@@ -159,7 +152,7 @@ def publish_success(frame: BatchFrame, summary):
         else:
             facts["counts_table"] = (summary or {}).get("table")
         subject, message = messages.build_message(messages.SUCCESS, pipeline.name, facts)
-        topic = Variable.get(SUCCESS_TOPIC_VARIABLE, default=SUCCESS_TOPIC_DEFAULT)
+        topic = environment.current().topic("success")
         message_id = sns.publish(sns.sns_hook(), topic, subject, message)
         return {"subject": subject, "message_id": message_id, **json.loads(json.loads(message)["default"])}
 

@@ -31,14 +31,14 @@ def check_objects_in_report(suite: str, *, bucket: str, report_bucket: str, repo
     checked = schema_checks.load_suite(frame.pipeline.name, suite)
 
     @task(task_id=f"check_{suite}_schema", **task_kwargs)
-    def check_schema(**context) -> dict[str, Any]:
+    def check_schema(bucket: str, report_bucket: str, **context) -> dict[str, Any]:
         batch_id = frame.claim(context)["batch_id"]
         hook = s3.s3_hook()
         report = s3.read_json(report_bucket, report_key.format(batch_id=batch_id), hook=hook)
         footers = s3.parquet_footers(bucket, report["objects"], batch_id, hook=hook)
         return _check(checked, footers, batch_id)
 
-    return check_schema()
+    return check_schema(bucket=bucket, report_bucket=report_bucket)  # templated arguments: rendered per run
 
 
 def check_parquet(suite: str, *, bucket: str, prefix: str, **task_kwargs):
@@ -47,13 +47,13 @@ def check_parquet(suite: str, *, bucket: str, prefix: str, **task_kwargs):
     checked = schema_checks.load_suite(frame.pipeline.name, suite)
 
     @task(task_id=f"check_{suite}_schema", **task_kwargs)
-    def check_schema(**context) -> dict[str, Any]:
+    def check_schema(bucket: str, **context) -> dict[str, Any]:
         batch_id = frame.claim(context)["batch_id"]
         hook = s3.s3_hook()
         keys = s3.data_objects(bucket, prefix.format(batch_id=batch_id), hook=hook)
         return _check(checked, s3.parquet_footers(bucket, keys, batch_id, hook=hook), batch_id)
 
-    return check_schema()
+    return check_schema(bucket=bucket)
 
 
 def check_parquet_datasets(layer: str, *, bucket: str, datasets: dict[str, str], **task_kwargs):
@@ -67,7 +67,7 @@ def check_parquet_datasets(layer: str, *, bucket: str, datasets: dict[str, str],
     suites = {entity: schema_checks.load_suite(frame.pipeline.name, f"{layer}_{entity}") for entity in datasets}
 
     @task(task_id=f"check_{layer}_schema", **task_kwargs)
-    def check_schema(**context) -> dict[str, Any]:
+    def check_schema(bucket: str, **context) -> dict[str, Any]:
         batch_id = frame.claim(context)["batch_id"]
         hook = s3.s3_hook()
         filesystem = s3.s3_filesystem(hook=hook)
@@ -79,7 +79,7 @@ def check_parquet_datasets(layer: str, *, bucket: str, datasets: dict[str, str],
             results[entity] = {"rows": result["rows"], "evaluated": result["evaluated"]}
         return {"batch_id": batch_id, "success": True, "datasets": results}
 
-    return check_schema()
+    return check_schema(bucket=bucket)
 
 
 CSV_SAMPLE_BYTES = 64 * 1024  # the header and a few hundred rows: enough to tell a broken feed
@@ -94,7 +94,7 @@ def check_csv_objects(suite: str, *, bucket: str, prefix: str, **task_kwargs):
     checked = schema_checks.load_suite(frame.pipeline.name, suite)
 
     @task(task_id=f"check_{suite}_schema", **task_kwargs)
-    def check_schema(**context) -> dict[str, Any]:
+    def check_schema(bucket: str, **context) -> dict[str, Any]:
         claim = frame.claim(context)
         hook = s3.s3_hook()
         keys = claim.get("objects")
@@ -115,4 +115,4 @@ def check_csv_objects(suite: str, *, bucket: str, prefix: str, **task_kwargs):
         except schema_checks.SchemaCheckFailed as error:
             raise AirflowFailException(str(error)) from None
 
-    return check_schema()
+    return check_schema(bucket=bucket)

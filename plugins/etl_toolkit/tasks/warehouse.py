@@ -130,7 +130,7 @@ def load_parquet_tables(
     pipeline = frame.pipeline.name
 
     @task(task_id=task_id, **task_kwargs)
-    def load(**context) -> dict[str, Any]:
+    def load(bucket: str, **context) -> dict[str, Any]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -169,4 +169,4 @@ def load_parquet_tables(
                 loaded[entity] = rows.num_rows
         return {"batch_id": batch_id, "loaded": loaded}
 
-    return load()
+    return load(bucket=bucket)  # templated: rendered per run
