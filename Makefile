@@ -48,6 +48,7 @@ spark-runtime: $(STAMP) ## Java 17 and the S3A jars in .local/spark-jars for Glu
 
 lint: $(STAMP) ## ruff (with Airflow's AIR rules), then the toolkit's layers (import-linter)
 	$(BIN)/ruff check .
+	$(BIN)/cfn-lint deploy/*.yaml
 	PYTHONPATH=plugins $(BIN)/lint-imports --no-cache
 
 test: $(STAMP) spark-runtime lint ## lint, then every test on the local stack (started by the tests)
