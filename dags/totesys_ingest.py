@@ -87,7 +87,8 @@ def totesys_ingest():
             "--ingestion_bucket": INGESTION_BUCKET,
             "--commit_lag_seconds": "{{ var.value.get('totesys_commit_lag_seconds', '300') }}",
         },
-        python_modules=("psycopg2-binary",),
+        # Glue 5.0's boto3 predates S3 conditional writes (put_object IfNoneMatch): newer wheels.
+        python_modules=("psycopg2-binary", "boto3", "botocore", "s3transfer"),
         network=True,
         outlets=[INGESTED],
     )

@@ -19,6 +19,9 @@ import pytest
 
 from devstack.sample_data import ecommerce as sample
 
+# Run again under AWS Glue 5.0's versions by `make test-glue5`: imports no Airflow.
+pytestmark = pytest.mark.glue5
+
 ROOT = Path(__file__).resolve().parents[2]
 STAGE = ROOT / "include" / "glue_scripts" / "ecommerce" / "ecommerce_stage_transactions.py"
 REGION = "eu-west-1"

@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from etl_toolkit.contract import parse_marker
+# Run again under AWS Glue 5.0's versions by `make test-glue5`: imports no Airflow.
+pytestmark = pytest.mark.glue5
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "include" / "glue_scripts" / "totesys"
@@ -203,9 +204,13 @@ def test_a_commit_lag_that_is_not_a_sensible_number_of_seconds_is_refused(given)
 def test_the_marker_follows_the_contract_and_carries_the_windows():
     windows = {"staff": {"from": None, "to": "2026-11-21T10:00:00.000000"}}
     body = extract.marker_body("totesys-1", T0.astimezone(), T1.astimezone(), {"staff": 2}, windows)
+    assert body["windows"] == windows
+    # The toolkit's contract imports Airflow, which the Glue 5.0 venv (make test-glue5) has not.
+    pytest.importorskip("airflow", reason="the toolkit's contract needs Airflow: checked in .venv")
+    from etl_toolkit.contract import parse_marker
+
     marker = parse_marker("batch-completion/totesys-1.json", json.dumps(body))
     assert marker.expected_counts == {"staff": 2}
-    assert body["windows"] == windows
 
 
 def test_connection_options_from_the_secret_never_echo_it():

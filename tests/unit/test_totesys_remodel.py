@@ -17,7 +17,15 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from etl_toolkit import sql
+try:  # the toolkit's SQL runner: its settings come from Airflow's configuration
+    from etl_toolkit import sql
+except ModuleNotFoundError as error:  # the Glue 5.0 venv (make test-glue5) has no Airflow
+    if not (error.name or "").startswith("airflow"):
+        raise
+    sql = None
+
+# Run again under AWS Glue 5.0's versions by `make test-glue5`: imports no Airflow.
+pytestmark = pytest.mark.glue5
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "include" / "glue_scripts" / "totesys" / "totesys_remodel.py"
@@ -316,6 +324,8 @@ LOADED_AT = datetime(2026, 11, 29, 12, 0)
 
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory):
+    if sql is None:
+        pytest.skip("the load SQL runs through the toolkit's SQL runner, which needs Airflow: checked in .venv")
     import pgserver
     import psycopg2
     from psycopg2.extensions import parse_dsn

@@ -138,7 +138,10 @@ class GlueJob(GlueJobOperator):
             if not s3.check_for_key(key, bucket_name=self.s3_bucket):  # a wheel's name pins its content
                 s3.load_file(str(wheel), key, bucket_name=self.s3_bucket, replace=True)
             locations.append(f"s3://{self.s3_bucket}/{key}")
-        self.create_job_kwargs["DefaultArguments"]["--additional-python-modules"] = ",".join(locations)
+        arguments = self.create_job_kwargs["DefaultArguments"]
+        arguments["--additional-python-modules"] = ",".join(locations)
+        # Whatever the wheels depend on must be what Glue provides: never fall back to PyPI.
+        arguments["--python-modules-installer-option"] = "--no-index"
 
     def _run_error(self) -> str | None:
         if not self._job_run_id:
