@@ -101,7 +101,9 @@ def ecommerce_pipeline(batch):
         glue.CatalogCrawler(
             task_id="crawl_warehouse",
             config=glue.jdbc_crawler_config(
-                "ecommerce-warehouse-crawler", WAREHOUSE_CONNECTION, "warehouse/ecommerce/fact_transactions"
+                "ecommerce-warehouse-crawler",
+                WAREHOUSE_CONNECTION,
+                f"{environment.WAREHOUSE_DATABASE}/ecommerce/fact_transactions",
             ),
         ),
         audit.count_sql("final", file="count_final.sql", entity="transactions"),

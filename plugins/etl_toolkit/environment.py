@@ -14,15 +14,18 @@ DAG files never read the Variable at parse time. They hold templates::
 
 which the operators' templated fields render through the ``etl`` macro (``DAG_MACROS``, given to
 every DAG), and which the toolkit's own tasks render with ``render()`` at run time. Both go through
-``current()``, so a task sees one consistent environment.
+``current()``, which reads the Variable each time (on MWAA through Airflow's secrets cache, which
+the deployment turns on): a Variable changed between two runs is seen by the next one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -57,8 +60,11 @@ LOCAL: dict[str, Any] = {
     },
     "secrets": {"warehouse": "etl/warehouse", "totesys": "etl/totesys"},
     "glue_role_arn": f"arn:aws:iam::{ACCOUNT_ID}:role/etl-glue-job-role",
+    # The warehouse's database name, as the JDBC crawler's paths name it (<database>/<schema>/<table>).
+    "warehouse_database": "warehouse",
 }
 NAME_SECTIONS = ("buckets", "topics", "catalog_databases", "glue_connections", "secrets")
+_log = logging.getLogger(__name__)
 _ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
 
@@ -75,6 +81,7 @@ class Environment:
     glue_connections: Mapping[str, str]
     secrets: Mapping[str, str]
     glue_role_arn: str
+    warehouse_database: str
 
     @property
     def glue_prefix(self) -> str:
@@ -158,14 +165,20 @@ def validate(data: Any, *, source: str = f"Airflow Variable {VARIABLE}") -> Envi
                 raise bad(f"{section}.{key}", f"is not a known key (known: {', '.join(sorted(LOCAL[section]))})")
     if not isinstance(data.get("glue_role_arn"), str) or not data["glue_role_arn"].startswith("arn:"):
         raise bad("glue_role_arn", "is missing" if "glue_role_arn" not in data else "must be an IAM role ARN")
+    if "warehouse_database" not in data:
+        raise bad("warehouse_database", "is missing")
+    if not isinstance(data["warehouse_database"], str) or not data["warehouse_database"].strip():
+        raise bad("warehouse_database", f"must be a non-empty string, got {data['warehouse_database']!r}")
     return _build(data)
 
 
 def _build(data: Mapping[str, Any]) -> Environment:
+    # Read-only sections: one parsed environment is shared by every caller in the process.
     return Environment(
         name=data["name"],
-        **{section: dict(data[section]) for section in NAME_SECTIONS},
+        **{section: MappingProxyType(dict(data[section])) for section in NAME_SECTIONS},
         glue_role_arn=data["glue_role_arn"],
+        warehouse_database=data["warehouse_database"],
     )
 
 
@@ -183,20 +196,24 @@ def current() -> Environment:
 
 
 def failure_topic() -> str:
-    """The failure topic even when the Variable is broken: its ``topics.failure`` if that much can
-    be read, else the local default - so a configuration error is still announced."""
+    """The failure topic even when the Variable is broken or cannot be read, so that the error is
+    still announced: the Variable's ``topics.failure`` if that much can be read, else Airflow's
+    ``[etl] failure_topic`` (the deployment sets it), else the local default."""
     from airflow.sdk import Variable
+    from airflow.sdk.configuration import conf
 
     try:
         return current().topic("failure")
-    except ConfigError:
-        try:
-            topic = json.loads(Variable.get(VARIABLE, default=None) or "{}")["topics"]["failure"]
-            if isinstance(topic, str) and topic.strip():
-                return topic
-        except (ValueError, KeyError, TypeError):
-            pass
-        return LOCAL["topics"]["failure"]
+    except Exception as error:  # a broken Variable, or the secrets backend failing
+        _log.error("The environment's failure topic cannot be resolved (%s): using a fallback", error)
+    try:
+        topic = json.loads(Variable.get(VARIABLE, default=None) or "{}")["topics"]["failure"]
+        if isinstance(topic, str) and topic.strip():
+            return topic
+    except Exception:
+        pass
+    # settings.CONFIG_SECTION (a module of the same layer, so not imported here)
+    return conf.get("etl", "failure_topic", fallback=None) or LOCAL["topics"]["failure"]
 
 
 # -- templates ------------------------------------------------------------------------------------
@@ -217,6 +234,10 @@ class _Macros:
     @property
     def glue_role_arn(self) -> str:
         return current().glue_role_arn
+
+    @property
+    def warehouse_database(self) -> str:
+        return current().warehouse_database
 
 
 MACRO = "etl"
@@ -255,6 +276,7 @@ def glue_name(base: str) -> str:
 
 GLUE_ROLE_ARN = f"{{{{ {MACRO}.glue_role_arn }}}}"
 ENVIRONMENT_NAME = f"{{{{ {MACRO}.name }}}}"
+WAREHOUSE_DATABASE = f"{{{{ {MACRO}.warehouse_database }}}}"
 _TEMPLATE = re.compile(r"{{.*?}}")
 
 
@@ -268,7 +290,7 @@ def render(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: render(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(render(v) for v in value)
+        return [render(v) for v in value] if isinstance(value, list) else tuple(render(v) for v in value)
     return value
 
 

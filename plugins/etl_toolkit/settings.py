@@ -19,7 +19,13 @@ TOTESYS_CONN_ID = "totesys_db"
 
 CONFIG_SECTION = "etl"
 # Every option of the section (what the DAGs and the toolkit read); a typo'd option is not found.
-CONFIG_OPTIONS = ("glue_poll_seconds", "marker_poke_seconds", "retry_delay_seconds", "totesys_ingest_schedule")
+CONFIG_OPTIONS = (
+    "glue_poll_seconds",
+    "marker_poke_seconds",
+    "retry_delay_seconds",
+    "totesys_ingest_schedule",
+    "failure_topic",  # where a failure goes when the environment's Variable cannot be read
+)
 
 
 def knob(key: str, default: float) -> float:

@@ -32,11 +32,14 @@ def other_environment(name: str = "qa") -> dict:
         "name": name,
         **renamed,
         "glue_role_arn": f"arn:aws:iam::210987654321:role/{name}-glue-role",
+        "warehouse_database": f"{name}_dwh",
     }
 
 
 def local_names() -> set[str]:
     names = {value for section in environment.NAME_SECTIONS for value in environment.LOCAL[section].values()}
+    # Not the warehouse's database name, "warehouse": a word layers and connections use too. That it
+    # is resolved shows in the configured name being found below.
     return names | {environment.LOCAL["glue_role_arn"]}
 
 
@@ -93,7 +96,8 @@ def test_every_rendered_field_names_the_configured_environment_and_no_local_defa
     configured = other_environment()
     monkeypatch.setenv("AIRFLOW_VAR_ETL_ENVIRONMENT", json.dumps(configured))
     defaults = local_names()
-    expected = {v for s in environment.NAME_SECTIONS for v in configured[s].values()} | {configured["glue_role_arn"]}
+    expected = {v for s in environment.NAME_SECTIONS for v in configured[s].values()}
+    expected |= {configured["glue_role_arn"], configured["warehouse_database"]}
     found: set[str] = set()
     leftovers = []
     rendered_tasks = 0

@@ -24,7 +24,8 @@ def qa_environment() -> dict:
     named = {section: {key: f"qa-{value}".replace("/", "-") for key, value in local[section].items()}
              for section in environment.NAME_SECTIONS}  # fmt: skip
     named["catalog_databases"]["etl"] = "qa_etl_catalog"
-    return {**named, "name": "qa", "glue_role_arn": local["glue_role_arn"].replace("role/", "role/qa-")}
+    return {**named, "name": "qa", "glue_role_arn": local["glue_role_arn"].replace("role/", "role/qa-"),
+            "warehouse_database": local["warehouse_database"]}  # the same database: qa shares the warehouse
 
 
 def _url(connection_json: str) -> str:

@@ -80,3 +80,23 @@ def test_a_template_for_a_name_the_environment_does_not_define_fails_when_the_da
     with pytest.raises(KeyError, match="buckets.orders_landng is not a name"):
         environment.bucket("orders_landng")
     assert environment.bucket("orders_landing") == "{{ etl.bucket('orders_landing') }}"
+
+
+def test_a_variable_that_cannot_be_read_falls_back_to_the_configured_failure_topic(monkeypatch):
+    """Neither the Variable nor its topics can be read (not JSON, or the secrets backend failing):
+    the failure goes to Airflow's [etl] failure_topic, which the deployment sets."""
+    monkeypatch.setenv("AIRFLOW_VAR_ETL_ENVIRONMENT", "{not json")
+    monkeypatch.setenv("AIRFLOW__ETL__FAILURE_TOPIC", "arn:aws:sns:eu-west-1:1:prod-etl-failure")
+    assert environment.failure_topic() == "arn:aws:sns:eu-west-1:1:prod-etl-failure"
+
+    def unreachable(*args, **kwargs):
+        raise RuntimeError("Secrets Manager: ThrottlingException")
+
+    monkeypatch.setattr("airflow.sdk.Variable.get", unreachable)
+    assert environment.failure_topic() == "arn:aws:sns:eu-west-1:1:prod-etl-failure"
+
+
+def test_the_parsed_environment_is_read_only():
+    env = environment.parse(json.dumps(complete()))
+    with pytest.raises(TypeError):
+        env.buckets["orders_landing"] = "elsewhere"

@@ -61,7 +61,11 @@ class GlueJob(GlueJobOperator):
         timeout_minutes: int = 60,
         **kwargs: Any,
     ):
-        kwargs.setdefault("job_name", environment.glue_name(script.rsplit("/", 1)[-1].removesuffix(".py")))
+        # Every job's name carries the environment's prefix: the IAM policies grant job/<env>-* only.
+        base_name = kwargs.pop("job_name", None) or script.rsplit("/", 1)[-1].removesuffix(".py")
+        kwargs["job_name"] = environment.glue_name(base_name)
+        if python_modules and "--additional-python-modules" in (default_arguments or {}):
+            raise ValueError(f"Glue job {base_name}: give extra modules as python_modules (wheels), not both")
         modules = [str(glue_script_path(pipeline, name)) for name in py_modules]
         kwargs.setdefault("aws_conn_id", AWS_CONN_ID)
         job = {
