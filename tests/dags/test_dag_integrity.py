@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from etl_toolkit import environment
 from etl_toolkit.tasks.notify import BatchFailureNotifier
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +45,8 @@ def test_each_dag_has_owner_tags_docs_retries_and_a_failure_notifier(dagbag, dag
             assert any(isinstance(c, BatchFailureNotifier) for c in callbacks), (
                 f"{dag.dag_id}.{task.task_id} publishes no failure notification"
             )
+        # Task templates name the environment's resources through the toolkit's macro.
+        assert dag.user_defined_macros == environment.DAG_MACROS, f"{dag.dag_id} lacks the environment macro"
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)

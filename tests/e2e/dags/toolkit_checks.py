@@ -12,6 +12,7 @@ from pathlib import Path
 from airflow.providers.amazon.aws.sensors.glue_catalog_partition import GlueCatalogPartitionSensor
 from airflow.sdk import TaskGroup, dag, task
 
+from etl_toolkit import environment
 from etl_toolkit.pipeline import Layer, Pipeline, default_args, marker_dag
 from etl_toolkit.settings import AWS_CONN_ID
 from etl_toolkit.tasks import audit, batches, glue
@@ -21,6 +22,7 @@ COMMON = {
     "start_date": datetime(2026, 1, 1),
     "catchup": False,
     "default_args": default_args("toolkit_test"),
+    "user_defined_macros": environment.DAG_MACROS,  # the toolkit's operators name the environment's resources
     "tags": ["test"],
     "doc_md": __doc__,
 }
