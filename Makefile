@@ -22,7 +22,8 @@ GLUE5_VENV       := .local/glue5-venv
 GLUE5_STAMP      := $(GLUE5_VENV)/.installed
 GLUE5_TESTS      := tests/unit/test_orders_glue_scripts.py tests/unit/test_orders_batch.py \
                     tests/unit/test_totesys_glue_scripts.py tests/unit/test_totesys_remodel.py \
-                    tests/unit/test_ecommerce_glue_script.py tests/unit/test_glue_wheels.py
+                    tests/unit/test_ecommerce_glue_script.py tests/unit/test_glue_wheels.py \
+                    tests/unit/test_arrow_postgres.py
 GLUE5_MIN_PASSED := 160
 
 .PHONY: help venv spark-runtime glue-wheels glue5-venv test-glue5 test lint demo stack airflow bundle bench lock clean

@@ -35,6 +35,9 @@ LOCAL_REQUIREMENTS = REPO / "requirements-local.txt"
 # AWS Glue 5.0 runs CPython 3.11 on Amazon Linux 2023 (glibc 2.34), x86_64.
 GLUE_PYTHON_VERSION = "3.11"
 GLUE_PLATFORM = "manylinux2014_x86_64"
+# pip takes one --platform per tag: manylinux2014 and the newer manylinux_2_x up to AL2023's glibc 2.34
+# (adbc-driver-* from 1.11 on are built for manylinux_2_28 only).
+GLUE_PLATFORMS = (GLUE_PLATFORM, *(f"manylinux_2_{minor}_x86_64" for minor in range(24, 35)))
 GLUE_PYTHON_TAGS = frozenset({"cp311", "py3", "py311"})
 GLUE_ABI_TAGS = frozenset({"cp311", "abi3", "none"})
 _MANYLINUX_X86_64 = re.compile(r"^(manylinux1|manylinux2010|manylinux2014|manylinux_2_(\d+))_x86_64$")
@@ -147,7 +150,8 @@ def download(wheels_file: Path = WHEELS_FILE, wheels_dir: Path = WHEELS_DIR) -> 
             pip = subprocess.run(
                 [
                     sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-                    "--only-binary=:all:", "--platform", GLUE_PLATFORM, "--python-version", GLUE_PYTHON_VERSION,
+                    "--only-binary=:all:", *(arg for tag in GLUE_PLATFORMS for arg in ("--platform", tag)),
+                    "--python-version", GLUE_PYTHON_VERSION,
                     "--implementation", "cp", "--no-deps", "-d", tmp,
                     *(f"{name}=={version}" for name, version in wanted.items()),
                 ],

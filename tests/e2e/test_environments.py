@@ -70,9 +70,11 @@ def test_the_orders_pipeline_runs_in_another_environment_with_its_names_only(
     loader = glue.get_job(JobName="qa-orders_staging_to_warehouse_staging")["Job"]
     assert loader["Role"] == qa["glue_role_arn"]
     assert loader["Connections"] == {"Connections": [qa["glue_connections"]["network"]]}
-    [wheel] = loader["DefaultArguments"]["--additional-python-modules"].split(",")
-    assert wheel.startswith(f"s3://{qa['buckets']['glue_artifacts']}/") and wheel.endswith(".whl")
-    assert objects(aws, qa["buckets"]["glue_artifacts"], wheel.split("/", 3)[3])
+    wheels = loader["DefaultArguments"]["--additional-python-modules"].split(",")
+    for wheel in wheels:
+        assert wheel.startswith(f"s3://{qa['buckets']['glue_artifacts']}/") and wheel.endswith(".whl")
+        assert objects(aws, qa["buckets"]["glue_artifacts"], wheel.split("/", 3)[3])
+    assert any("adbc_driver_postgresql" in wheel for wheel in wheels)
     assert "Connections" not in glue.get_job(JobName="qa-orders_landing_to_staging")["Job"]
     crawler = glue.get_crawler(Name="qa-orders-landing-area-crawler")["Crawler"]
     assert crawler["DatabaseName"] == "qa_etl_catalog"

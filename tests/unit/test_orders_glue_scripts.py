@@ -225,15 +225,23 @@ def test_options_are_resolved_like_glue_and_extra_arguments_are_ignored():
         l2s.resolve_options(["script.py", "--batch_id", "B1"], ["batch_id", "landing_bucket"])
 
 
-def test_copy_csv_tells_null_from_empty_strings_and_appends_the_run_id():
+def test_the_load_sends_the_staging_columns_as_the_table_types_then_the_run_id():
     lines = l2s.explode_products(landing_table([{
         "order_id": "o1", "customer_id": None, "processing_ts": ts("2026-11-25 08:00:00"),
         "products": products(("P1", "", 2, "3.50"), ("P2", 'say "hi", ok', 1, "1.00"))}]))
+    types = {"order_id": pa.string(), "line_number": pa.int32(), "customer_id": pa.string(),
+             "order_ts": pa.timestamp("us", tz="UTC"), "currency": pa.string(), "product_code": pa.string(),
+             "product_name": pa.string(), "quantity": pa.int32(), "unit_price": pa.decimal128(10, 2),
+             "processing_ts": pa.timestamp("us", tz="UTC"), "run_id": pa.string()}  # fmt: skip
 
-    text = s2w.to_copy_csv(lines, "B1").read().decode()
+    sent = s2w.arrow_postgres.conform(lines.to_batches()[0], s2w.STAGING_COLUMNS, types, {"run_id": "B1"})
 
-    assert text.splitlines()[0] == '"o1",1,,2026-11-25 07:59:00.000Z,"EUR","P1","",2,3.50,2026-11-25 08:00:00.000Z,"B1"'
-    assert '"say ""hi"", ok"' in text
+    assert sent.schema.names == [*s2w.STAGING_COLUMNS, "run_id"]
+    assert [field.type for field in sent.schema] == list(types.values())
+    first = sent.to_pylist()[0]
+    assert first["customer_id"] is None and first["product_name"] == "" and first["run_id"] == "B1"
+    assert first["unit_price"] == Decimal("3.50") and first["order_ts"] == ts("2026-11-25 07:59:00")
+    assert sent.column("product_name").to_pylist() == ["", 'say "hi", ok']
 
 
 def test_warehouse_secret_gives_connection_options_without_echoing_it():

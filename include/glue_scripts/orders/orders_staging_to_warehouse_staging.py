@@ -7,12 +7,15 @@ Reads   s3://<staging_bucket>/<staging_prefix>run_id=<batch_id>/* (the parquet t
 Writes  orders.stg_order_lines and orders.stg_order_versions in the warehouse whose credentials
         are the Secrets Manager secret --warehouse_secret_id (JSON: host, port, dbname,
         username, password): the batch's rows of both are replaced in one transaction
-        (DELETE ... WHERE run_id, then COPY ... FROM STDIN), so a rerun never duplicates, a
-        failed run leaves the previous rows in place, and the two tables always agree. An empty
-        partition loads 0 rows.
+        (DELETE ... WHERE run_id, then a binary COPY ... FROM STDIN straight from the parquet's
+        Arrow record batches), so a rerun never duplicates, a failed run leaves the previous rows
+        in place, and the two tables always agree. An empty partition loads 0 rows.
 
-Runs on AWS Glue 5.0 and locally as a plain Python process, with psycopg2 as the driver. Ends
-with one JSON line: batch id, rows deleted, rows loaded. The password is never printed.
+Runs on AWS Glue 5.0 and locally as a plain Python process. The load is ``arrow_postgres``
+(include/glue_scripts/shared/, shipped with --extra-py-files): ADBC's PostgreSQL driver, which
+encodes the Arrow columns into COPY's binary format in C++ (no CSV text, no Python object per
+value); its wheels are pinned in include/glue_wheels.txt. Ends with one JSON line: batch id, rows
+deleted, rows loaded. The password is never printed.
 
 Arguments: --batch_id --staging_bucket --staging_prefix --warehouse_secret_id; optional
 --versions_prefix (default ``order_versions/``); others ignored.
@@ -21,19 +24,25 @@ Arguments: --batch_id --staging_bucket --staging_prefix --warehouse_secret_id; o
 from __future__ import annotations
 
 import argparse
-import io
+import contextlib
 import json
 import os
-import queue
 import re
 import sys
-import threading
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+try:
+    import arrow_postgres  # on Glue: shipped beside the script with --extra-py-files
+except ModuleNotFoundError as error:  # run from a checkout: the shared folder beside this pipeline's
+    if error.name != "arrow_postgres":
+        raise
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "shared"))
+    import arrow_postgres
 
 ARGUMENTS = ["batch_id", "staging_bucket", "staging_prefix", "warehouse_secret_id"]
 BATCH_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
@@ -53,14 +62,18 @@ STAGING_COLUMNS = [
 ]
 VERSIONS_TABLE = "orders.stg_order_versions"
 VERSION_COLUMNS = ["order_id", "processing_ts"]
+# The unique keys after run_id (a constant): each record batch is loaded in this order, so the
+# index entries go in in key order, not at random (order ids are UUIDs); see arrow_postgres.load.
+LINE_KEY = ("order_id", "line_number")
+VERSION_KEY = ("order_id",)
 DEFAULT_VERSIONS_PREFIX = "order_versions/"
-COPY_READ_BYTES = 1 << 20  # psycopg2 reads COPY input 8 KB at a time unless told otherwise
-COPY_SQL = f"COPY {TABLE} ({', '.join(STAGING_COLUMNS)}, run_id) FROM STDIN WITH (FORMAT csv)"
-DELETE_SQL = f"DELETE FROM {TABLE} WHERE run_id = %(batch_id)s"
-VERSIONS_COPY_SQL = f"COPY {VERSIONS_TABLE} ({', '.join(VERSION_COLUMNS)}, run_id) FROM STDIN WITH (FORMAT csv)"
-VERSIONS_DELETE_SQL = f"DELETE FROM {VERSIONS_TABLE} WHERE run_id = %(batch_id)s"
+# DELETE ... RETURNING: ADBC reports no row count for a DELETE, so count what it returns.
+DELETE_SQL = f"WITH deleted AS (DELETE FROM {TABLE} WHERE run_id = $1 RETURNING 1) SELECT count(*) FROM deleted"
+VERSIONS_DELETE_SQL = (
+    f"WITH deleted AS (DELETE FROM {VERSIONS_TABLE} WHERE run_id = $1 RETURNING 1) SELECT count(*) FROM deleted"
+)
 # Two loads of one batch at once would both delete nothing and both insert: serialise them.
-LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext(%(lock)s))"
+LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext($1))"
 READ_BATCH_ROWS = 65_536
 
 
@@ -82,7 +95,7 @@ def optional_option(argv: Sequence[str], name: str) -> str | None:
 
 
 def connection_options(secret_string: str) -> dict:
-    """psycopg2.connect keyword arguments from an RDS-style secret."""
+    """libpq keyword options (``arrow_postgres.connect``'s, as psycopg2 spells them) from an RDS-style secret."""
     try:
         secret = json.loads(secret_string)
     except json.JSONDecodeError:
@@ -107,25 +120,6 @@ def connection_options(secret_string: str) -> dict:
     if secret.get("sslmode"):
         options["sslmode"] = secret["sslmode"]
     return options
-
-
-def to_copy_csv(
-    batch: pa.RecordBatch | pa.Table, batch_id: str, columns: Sequence[str] = STAGING_COLUMNS
-) -> io.BytesIO:
-    """The batch's rows as COPY csv input, ``columns`` then run_id. Strings are always
-    quoted and nulls are bare empty fields, so PostgreSQL tells '' from NULL."""
-    if isinstance(batch, pa.RecordBatch):
-        batch = pa.Table.from_batches([batch])
-    missing = [c for c in columns if c not in batch.column_names]
-    if missing:
-        raise ValueError(f"missing columns {missing}")
-    table = batch.select(list(columns)).append_column(
-        "run_id", pa.array([batch_id] * batch.num_rows, pa.string())
-    )
-    buffer = io.BytesIO()
-    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
-    buffer.seek(0)
-    return buffer
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
@@ -160,50 +154,17 @@ def stream_batches(
             raise RuntimeError(f"staging object s3://{path} of batch {batch_id} cannot be read: {error}") from error
 
 
-class CsvStream:
-    """COPY input, encoded ahead of the database.
+def logged(batches: Iterable[pa.RecordBatch], what: str) -> Iterator[pa.RecordBatch]:
+    rows = 0
+    for batch in batches:
+        rows += batch.num_rows
+        log(f"{what}: {rows} rows read so far")
+        yield batch
 
-    A thread reads the record batches and turns them into CSV while PostgreSQL ingests the
-    previous ones (pyarrow and the socket both release the GIL), so the load costs about the
-    larger of the two instead of their sum. At most ``depth`` encoded batches wait in memory.
-    An error on the reading side is raised to COPY, which aborts the transaction.
-    """
 
-    def __init__(
-        self, batches: Iterable[pa.RecordBatch], batch_id: str, depth: int = 4, columns: Sequence[str] = STAGING_COLUMNS
-    ):
-        self.rows = 0
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._current, self._offset = memoryview(b""), 0
-        self._thread = threading.Thread(target=self._encode, args=(batches, batch_id, columns), daemon=True)
-        self._thread.start()
-
-    def _encode(self, batches: Iterable[pa.RecordBatch], batch_id: str, columns: Sequence[str]) -> None:
-        try:
-            for batch in batches:
-                if batch.num_rows:
-                    self._chunks.put(to_copy_csv(batch, batch_id, columns).getvalue())
-                    self.rows += batch.num_rows
-                    log(f"encoded {self.rows} rows so far")
-        except BaseException as error:  # handed to the reading side, which raises it into COPY
-            self._error = error
-        finally:
-            self._chunks.put(None)
-
-    def read(self, size: int = -1) -> bytes:
-        while self._offset >= len(self._current):
-            chunk = self._chunks.get()
-            if chunk is None:
-                self._chunks.put(None)  # stay at end of input for any further read
-                if self._error:
-                    raise self._error
-                return b""
-            self._current, self._offset = memoryview(chunk), 0
-        end = len(self._current) if size is None or size < 0 else self._offset + size
-        data = self._current[self._offset : end].tobytes()
-        self._offset += len(data)
-        return data
+def _delete(cursor, sql: str, batch_id: str) -> int:
+    cursor.execute(sql, (batch_id,))
+    return cursor.fetchone()[0]
 
 
 def load_batch(
@@ -212,22 +173,41 @@ def load_batch(
     batches: Iterable[pa.RecordBatch],
     versions: Iterable[pa.RecordBatch] | None = None,
 ) -> tuple[int, int, int, int]:
-    """Replace the batch's lines, and with ``versions`` its delivered orders, in one
-    transaction; returns (lines deleted, lines loaded, orders deleted, orders loaded)."""
-    with connection, connection.cursor() as cursor:
-        cursor.execute(LOCK_SQL, {"lock": f"{TABLE}:{batch_id}"})
-        cursor.execute(DELETE_SQL, {"batch_id": batch_id})
-        deleted = cursor.rowcount
-        stream = CsvStream(batches, batch_id)
-        cursor.copy_expert(COPY_SQL, stream, size=COPY_READ_BYTES)
-        versions_deleted = versions_loaded = 0
-        if versions is not None:
-            cursor.execute(VERSIONS_DELETE_SQL, {"batch_id": batch_id})
-            versions_deleted = cursor.rowcount
-            orders = CsvStream(versions, batch_id, columns=VERSION_COLUMNS)
-            cursor.copy_expert(VERSIONS_COPY_SQL, orders, size=COPY_READ_BYTES)
-            versions_loaded = orders.rows
-    return deleted, stream.rows, versions_deleted, versions_loaded
+    """Replace the batch's lines, and with ``versions`` its delivered orders, in one transaction of
+    ``connection`` (``arrow_postgres.connect``: autocommit off); returns (lines deleted, lines
+    loaded, orders deleted, orders loaded). Any error rolls everything back."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(LOCK_SQL, (f"{TABLE}:{batch_id}",))
+            cursor.fetchall()
+            deleted = _delete(cursor, DELETE_SQL, batch_id)
+            loaded = arrow_postgres.load(
+                cursor,
+                TABLE,
+                logged(batches, TABLE),
+                columns=STAGING_COLUMNS,
+                constants={"run_id": batch_id},
+                order_by=LINE_KEY,
+            )
+            log(f"{TABLE}: {deleted} rows deleted, {loaded} loaded")
+            versions_deleted = versions_loaded = 0
+            if versions is not None:
+                versions_deleted = _delete(cursor, VERSIONS_DELETE_SQL, batch_id)
+                versions_loaded = arrow_postgres.load(
+                    cursor,
+                    VERSIONS_TABLE,
+                    versions,
+                    columns=VERSION_COLUMNS,
+                    constants={"run_id": batch_id},
+                    order_by=VERSION_KEY,
+                )
+                log(f"{VERSIONS_TABLE}: {versions_deleted} rows deleted, {versions_loaded} loaded")
+        connection.commit()
+    except BaseException:
+        with contextlib.suppress(Exception):  # a broken connection has rolled back already: keep the first error
+            connection.rollback()
+        raise
+    return deleted, loaded, versions_deleted, versions_loaded
 
 
 def read_secret(secret_id: str) -> str:
@@ -241,8 +221,6 @@ def log(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    import psycopg2
-
     argv = sys.argv if argv is None else argv
     args = resolve_options(argv, ARGUMENTS)
     batch_id = args["batch_id"]
@@ -259,9 +237,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     options = connection_options(read_secret(args["warehouse_secret_id"]))
     log(f"loading {TABLE} in database {options['dbname']} on {options['host']} as {options['user']}")
-    connection = psycopg2.connect(**options)
+    connection = arrow_postgres.connect(options)
     try:
-        connection.set_client_encoding("UTF8")
         deleted, loaded, versions_deleted, versions_loaded = load_batch(
             connection,
             batch_id,
