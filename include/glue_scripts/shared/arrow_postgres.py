@@ -2,7 +2,7 @@
 and read a query's result as Arrow record batches, with ADBC's PostgreSQL driver.
 
 One fast path every Glue script can share (ship it with ``GlueJob(py_modules=("../shared/arrow_postgres.py",),
-python_modules=ARROW_POSTGRES_WHEELS)``; it is imported as ``arrow_postgres``):
+python_modules=...)`` naming the distributions of ``WHEELS``; it is imported as ``arrow_postgres``):
 
 - ``connect(options)``: an ADBC DB-API connection from psycopg2-style keyword options (host, port,
   dbname, user, password, sslmode, connect_timeout, application_name), autocommit off: everything
