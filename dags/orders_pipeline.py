@@ -122,7 +122,7 @@ def orders_pipeline(batch):
             script_args={"--batch_id": batch.batch_id, "--staging_bucket": STAGING_BUCKET,
                          "--staging_prefix": "orders/", "--versions_prefix": VERSIONS_PREFIX,
                          "--warehouse_secret_id": environment.secret("warehouse")},  # fmt: skip
-            py_modules=("../shared/arrow_postgres.py",),  # binary COPY from Arrow (ADBC)
+            py_modules=("../common/arrow_postgres.py",),  # binary COPY from Arrow (ADBC)
             python_modules=(
                 "adbc-driver-manager",
                 "adbc-driver-postgresql",

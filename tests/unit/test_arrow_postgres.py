@@ -1,4 +1,4 @@
-"""arrow_postgres (include/glue_scripts/shared/), the Glue scripts' Arrow <-> PostgreSQL path, against a
+"""arrow_postgres (include/glue_scripts/common/), the Glue scripts' Arrow <-> PostgreSQL path, against a
 real PostgreSQL (pgserver): types round-trip exactly, a load is part of the caller's transaction
 (an error mid-load leaves the table as it was), and batches are conformed to the table's types."""
 
@@ -16,7 +16,7 @@ import pytest
 # Run again under AWS Glue 5.0's versions by `make test-glue5`: imports no Airflow.
 pytestmark = pytest.mark.glue5
 
-SHARED = Path(__file__).resolve().parents[2] / "include" / "glue_scripts" / "shared"
+SHARED = Path(__file__).resolve().parents[2] / "include" / "glue_scripts" / "common"
 if str(SHARED) not in sys.path:  # as Glue ships it (--extra-py-files): a module on sys.path
     sys.path.insert(0, str(SHARED))
 import arrow_postgres  # noqa: E402

@@ -29,10 +29,10 @@ PROVIDED = read_pins(glue_wheels.PROVIDED_FILE)
 
 def script_imports() -> dict[str, set[str]]:
     """Every top-level module the Glue scripts import (at module level or in a function), with the
-    scripts importing it; the modules beside a script and those of include/glue_scripts/shared/
+    scripts importing it; the modules beside a script and those of include/glue_scripts/common/
     (shipped with --extra-py-files) left out."""
     found: dict[str, set[str]] = {}
-    shared = {path.stem for path in (SCRIPTS / "shared").glob("*.py")}
+    shared = {path.stem for path in (SCRIPTS / "common").glob("*.py")}
     for script in sorted(SCRIPTS.rglob("*.py")):
         siblings = {path.stem for path in script.parent.glob("*.py")} | shared
         for node in ast.walk(ast.parse(script.read_text(), str(script))):

@@ -12,7 +12,7 @@ Writes  orders.stg_order_lines and orders.stg_order_versions in the warehouse wh
         in place, and the two tables always agree. An empty partition loads 0 rows.
 
 Runs on AWS Glue 5.0 and locally as a plain Python process. The load is ``arrow_postgres``
-(include/glue_scripts/shared/, shipped with --extra-py-files): ADBC's PostgreSQL driver, which
+(include/glue_scripts/common/, shipped with --extra-py-files): ADBC's PostgreSQL driver, which
 encodes the Arrow columns into COPY's binary format in C++ (no CSV text, no Python object per
 value); its wheels are pinned in include/glue_wheels.txt. Ends with one JSON line: batch id, rows
 deleted, rows loaded. The password is never printed.
@@ -41,7 +41,7 @@ try:
 except ModuleNotFoundError as error:  # run from a checkout: the shared folder beside this pipeline's
     if error.name != "arrow_postgres":
         raise
-    sys.path.append(str(Path(__file__).resolve().parents[1] / "shared"))
+    sys.path.append(str(Path(__file__).resolve().parents[1] / "common"))
     import arrow_postgres
 
 ARGUMENTS = ["batch_id", "staging_bucket", "staging_prefix", "warehouse_secret_id"]

@@ -1,7 +1,7 @@
 """Arrow <-> PostgreSQL for the Glue scripts: load Arrow record batches into a table by binary COPY,
 and read a query's result as Arrow record batches, with ADBC's PostgreSQL driver.
 
-One fast path every Glue script can share (ship it with ``GlueJob(py_modules=("../shared/arrow_postgres.py",),
+One fast path every Glue script can share (ship it with ``GlueJob(py_modules=("../common/arrow_postgres.py",),
 python_modules=...)`` naming the distributions of ``WHEELS``; it is imported as ``arrow_postgres``):
 
 - ``connect(options)``: an ADBC DB-API connection from psycopg2-style keyword options (host, port,
