@@ -18,23 +18,17 @@ ACCOUNT_ID = environment.ACCOUNT_ID  # moto's default account
 # The names are the toolkit's local environment (the same the deployment template creates for an
 # environment named "local"); tests/unit/test_deploy_template.py holds the two lists equal.
 LOCAL = environment.validate(environment.LOCAL)
-BUCKETS = tuple(LOCAL.buckets.values())
-
-# Glue Data Catalog databases; the shipping pipeline's keeps the upstream system's name, hyphen
-# included, so every SQL client must quote it.
-CATALOG_DATABASES = tuple(LOCAL.catalog_databases.values())
 
 # Each topic has an SQS queue subscribed, named after it with "-inbox", so every published
-# message can be read back (docs/interfaces.md, Notifications).
+# message can be read back (docs/interfaces.md, Notifications). The shipping pipeline's catalog
+# database keeps the upstream system's name, hyphen included, so every SQL client must quote it.
 TOPICS = tuple(LOCAL.topics.values())
 
-GLUE_ROLE_NAME = LOCAL.glue_role_arn.rsplit("/", 1)[-1]
-
 # The Glue JDBC connection to the warehouse database (built from the ``warehouse_db`` URL), through
-# which crawlers catalog its tables; and the NETWORK connection that puts the Glue jobs reaching a
-# database into its VPC (locally every job reaches every database, so it carries no subnet).
+# which crawlers catalog its tables. The NETWORK connection, which puts the Glue jobs reaching a
+# database into its VPC, carries no subnet locally: every job reaches every database.
 WAREHOUSE_JDBC_CONNECTION = LOCAL.glue_connection("warehouse_jdbc")
-NETWORK_CONNECTION = LOCAL.glue_connection("network")
+
 
 def database_secrets(env: environment.Environment = LOCAL) -> dict[str, str]:
     """The Secrets Manager secrets the Glue jobs read their database credentials from, built from

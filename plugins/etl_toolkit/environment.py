@@ -275,7 +275,6 @@ def glue_name(base: str) -> str:
 
 
 GLUE_ROLE_ARN = f"{{{{ {MACRO}.glue_role_arn }}}}"
-ENVIRONMENT_NAME = f"{{{{ {MACRO}.name }}}}"
 WAREHOUSE_DATABASE = f"{{{{ {MACRO}.warehouse_database }}}}"
 _TEMPLATE = re.compile(r"{{.*?}}")
 
