@@ -1,10 +1,11 @@
 """The AWS emulator: moto in server mode, with what moto lacks for this project.
 
-moto serves S3, Glue, Athena, SNS, SQS, Secrets Manager, CloudWatch Logs, IAM and STS. What
-moto only pretends to do is patched in as the server starts (``glue_jobs``: job runs execute
-their scripts; ``crawler``: crawlers catalog their S3 targets; ``athena``: queries run on DuckDB
-over the Glue Data Catalog and S3). Everything reaches the emulator through its endpoint URL
-only, exactly as it would reach AWS.
+moto serves S3, Glue, Athena, SNS, SQS, EventBridge, Secrets Manager, CloudWatch Logs, IAM and
+STS. What moto only pretends to do is patched in as the server starts (``glue_jobs``: job runs
+execute their scripts; ``crawler``: crawlers catalog their S3 targets; ``athena``: queries run on
+DuckDB over the Glue Data Catalog and S3; ``eventbridge``: S3's events reach EventBridge rules as
+AWS sends them). Everything reaches the emulator through its endpoint URL only, exactly as it
+would reach AWS.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 
 from moto.server import ThreadedMotoServer
 
-from devstack import athena, crawler, glue_jobs
+from devstack import athena, crawler, eventbridge, glue_jobs
 
 
 class Emulator:
@@ -31,6 +32,7 @@ class Emulator:
         glue_jobs.install(self.endpoint_url)
         crawler.install()
         athena.install()
+        eventbridge.install()
         return self.endpoint_url
 
     def stop(self) -> None:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 
 from etl_toolkit import environment
+from etl_toolkit.contract import BATCH_MARKER_PREFIX
 
 REGION = "eu-west-1"
 ACCOUNT_ID = environment.ACCOUNT_ID  # moto's default account
@@ -29,6 +30,50 @@ TOPICS = tuple(LOCAL.topics.values())
 # database into its VPC, carries no subnet locally: every job reaches every database.
 WAREHOUSE_JDBC_CONNECTION = LOCAL.glue_connection("warehouse_jdbc")
 
+# The event start mode (etl_toolkit.tasks.marker_events): each marker-driven pipeline's landing
+# bucket sends its events to EventBridge, and a rule on the default bus, named as the queue it
+# feeds, sends those of markers to the pipeline's SQS queue (environment.MARKER_QUEUES). The
+# deployment template declares the same: tests/unit/test_deploy_template.py holds it to these.
+# A received message stays invisible longer than the triggerer's shared-stream ack timeout (300 s),
+# since it is deleted only once its asset event is stored; one received 5 times without that
+# goes to the queue's dead-letter queue, which keeps it 14 days (SQS's maximum).
+MARKER_QUEUE_VISIBILITY_TIMEOUT = 360
+MARKER_QUEUE_MAX_RECEIVE_COUNT = 5
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
+
+
+def marker_rule_pattern(bucket: str) -> dict:
+    """The EventBridge pattern of the rule that sends ``bucket``'s markers to its queue: S3's
+    "Object Created" (PutObject, CopyObject, POST, CompleteMultipartUpload) under batch-completion/."""
+    return {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": BATCH_MARKER_PREFIX}]}},
+    }
+
+
+def dead_letter_queue(queue: str) -> str:
+    return f"{queue}{environment.DEAD_LETTER_SUFFIX}"
+
+
+def marker_queue_policy(queue_arn: str, rule_arn: str) -> dict:
+    """The queue's policy: EventBridge may send to it for the one rule that feeds it (AWS requires
+    it; moto delivers without it). The template adds a TLS-only Deny, which the emulator's plain
+    HTTP endpoint could not meet were it enforced."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "MarkerEventsFromTheRule",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+            }
+        ],
+    }
+
 
 def database_secrets(env: environment.Environment = LOCAL) -> dict[str, str]:
     """The Secrets Manager secrets the Glue jobs read their database credentials from, built from
@@ -37,7 +82,11 @@ def database_secrets(env: environment.Environment = LOCAL) -> dict[str, str]:
 
 
 def provisioned_names(env: environment.Environment = LOCAL) -> dict[str, set[str]]:
-    """Every name ``provision`` creates, by kind: what the deployment template must create too."""
+    """Every name ``provision`` creates, by kind: what the deployment template must create too.
+
+    ``queues`` are the marker queues and their dead-letter queues (not the topics' inbox queues,
+    which stand in locally for the e-mail subscriptions); ``event_rules`` are named as their queues."""
+    marker_queues = {env.queue(key) for key in environment.MARKER_QUEUES}
     return {
         "buckets": set(env.buckets.values()),
         "topics": {_topic_name(topic) for topic in env.topics.values()},
@@ -45,6 +94,8 @@ def provisioned_names(env: environment.Environment = LOCAL) -> dict[str, set[str
         "glue_connections": set(env.glue_connections.values()),
         "secrets": set(database_secrets(env)),
         "roles": {env.glue_role_arn.rsplit("/", 1)[-1]},
+        "queues": marker_queues | {dead_letter_queue(queue) for queue in marker_queues},
+        "event_rules": marker_queues,
     }
 
 
@@ -74,7 +125,8 @@ def topic_arn(topic: str, region: str = REGION, account_id: str = ACCOUNT_ID) ->
 def provision(session, database_urls: Mapping[str, str], env: environment.Environment = LOCAL) -> None:
     """Create every bucket, topic, inbox queue, role, secret and Glue connection of the environment
     (the local one unless told) that does not exist yet; a secret or connection that exists is
-    updated to the database URL given.
+    updated to the database URL given. The marker queues, their rules and the landing buckets'
+    EventBridge notifications are put as ``marker_events`` says, whether or not they exist.
 
     ``session`` is a boto3 Session whose clients reach the emulator (``AWS_ENDPOINT_URL``);
     ``database_urls`` maps a connection id (``warehouse_db``, ``totesys_db``) to its URL.
@@ -95,6 +147,8 @@ def provision(session, database_urls: Mapping[str, str], env: environment.Enviro
         subscribed = {s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]}
         if queue_arn not in subscribed:
             sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint=queue_arn)
+
+    marker_events(session, env)
 
     iam = session.client("iam")
     try:
@@ -145,6 +199,53 @@ def provision(session, database_urls: Mapping[str, str], env: environment.Enviro
         )
     except glue.exceptions.AlreadyExistsException:
         pass
+
+
+def marker_events(session, env: environment.Environment = LOCAL) -> None:
+    """For each marker queue of ``environment.MARKER_QUEUES``: the queue (with its redrive to its
+    dead-letter queue), the EventBridge rule that feeds it, the queue's policy for that rule, and
+    EventBridge notifications on the landing bucket. Idempotent: what exists is set again as here
+    (a changed attribute or pattern is put back), and a bucket's other notifications are kept."""
+    s3, sqs, events = session.client("s3"), session.client("sqs"), session.client("events")
+    for key, bucket_key in sorted(environment.MARKER_QUEUES.items()):
+        queue, bucket = env.queue(key), env.bucket(bucket_key)
+        _, dead_letter_arn = _put_queue(
+            sqs, dead_letter_queue(queue), {"MessageRetentionPeriod": str(DEAD_LETTER_RETENTION_SECONDS)}
+        )
+        redrive = {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": MARKER_QUEUE_MAX_RECEIVE_COUNT}
+        queue_url, queue_arn = _put_queue(
+            sqs,
+            queue,
+            {"VisibilityTimeout": str(MARKER_QUEUE_VISIBILITY_TIMEOUT), "RedrivePolicy": json.dumps(redrive)},
+        )
+        rule_arn = events.put_rule(  # creates or updates the rule of this name on the default bus
+            Name=queue,
+            EventPattern=json.dumps(marker_rule_pattern(bucket)),
+            State="ENABLED",
+            Description=f"batch-completion markers of s3://{bucket} to the SQS queue {queue}",
+        )["RuleArn"]
+        events.put_targets(Rule=queue, Targets=[{"Id": "marker-queue", "Arn": queue_arn}])
+        policy = json.dumps(marker_queue_policy(queue_arn, rule_arn))
+        sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": policy})
+        _enable_event_bridge(s3, bucket)
+
+
+def _put_queue(sqs, name: str, attributes: dict[str, str]) -> tuple[str, str]:
+    """Create the queue, or take the existing one, and set ``attributes`` on it: its URL and ARN."""
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]  # no attributes: an existing queue's URL as it is
+    sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+def _enable_event_bridge(s3, bucket: str) -> None:
+    """Turn on the bucket's EventBridge notifications, keeping its other notification settings."""
+    configuration = s3.get_bucket_notification_configuration(Bucket=bucket)
+    configuration.pop("ResponseMetadata", None)
+    if "EventBridgeConfiguration" not in configuration:
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={**configuration, "EventBridgeConfiguration": {}}
+        )
 
 
 def _put_jdbc_connection(glue, name: str, url: str) -> None:

@@ -59,11 +59,28 @@ LOCAL: dict[str, Any] = {
         "warehouse_jdbc": "warehouse-jdbc",
     },
     "secrets": {"warehouse": "etl/warehouse", "totesys": "etl/totesys"},
+    # The SQS queues the event start mode reads: an EventBridge rule sends each marker-driven
+    # pipeline's "Object Created" events under batch-completion/ to its queue (MARKER_QUEUES).
+    "queues": {
+        "orders_markers": "etl-orders-markers",
+        "shipping_markers": "etl-shipping-markers",
+        "ecommerce_markers": "etl-ecommerce-markers",
+        "totesys_markers": "etl-totesys-markers",
+    },
     "glue_role_arn": f"arn:aws:iam::{ACCOUNT_ID}:role/etl-glue-job-role",
     # The warehouse's database name, as the JDBC crawler's paths name it (<database>/<schema>/<table>).
     "warehouse_database": "warehouse",
 }
-NAME_SECTIONS = ("buckets", "topics", "catalog_databases", "glue_connections", "secrets")
+NAME_SECTIONS = ("buckets", "topics", "catalog_databases", "glue_connections", "secrets", "queues")
+# Which landing bucket each marker queue hears from (queue key -> bucket key). Each queue has a
+# dead-letter queue named "<queue>-dlq" beside it, and the rule that feeds it has the queue's name.
+MARKER_QUEUES = {
+    "orders_markers": "orders_landing",
+    "shipping_markers": "shipping_landing",
+    "ecommerce_markers": "ecommerce_raw",
+    "totesys_markers": "totesys_ingestion",
+}
+DEAD_LETTER_SUFFIX = "-dlq"
 _log = logging.getLogger(__name__)
 _ENVIRONMENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 
@@ -80,6 +97,7 @@ class Environment:
     catalog_databases: Mapping[str, str]
     glue_connections: Mapping[str, str]
     secrets: Mapping[str, str]
+    queues: Mapping[str, str]
     glue_role_arn: str
     warehouse_database: str
 
@@ -103,6 +121,9 @@ class Environment:
 
     def secret(self, key: str) -> str:
         return _lookup(self.secrets, "secrets", key)
+
+    def queue(self, key: str) -> str:
+        return _lookup(self.queues, "queues", key)
 
     def glue_name(self, base: str) -> str:
         return f"{self.glue_prefix}{base}"

@@ -105,6 +105,21 @@ def _security_group(stack: Stack, props: dict, attribute: str | None) -> str:
     return {None: group_id, "GroupId": group_id}[attribute]
 
 
+def _queue(stack: Stack, props: dict, attribute: str | None) -> str:
+    name = props["QueueName"]
+    arn = f"arn:{stack.partition}:sqs:{stack.region}:{stack.account}:{name}"
+    url = f"https://sqs.{stack.region}.amazonaws.com/{stack.account}/{name}"
+    return {None: url, "QueueUrl": url, "Arn": arn, "QueueName": name}[attribute]
+
+
+def _events_rule(stack: Stack, props: dict, attribute: str | None) -> str:
+    name, bus = props["Name"], props.get("EventBusName", "default")
+    path = name if bus == "default" else f"{bus}/{name}"
+    # Ref: the name on the default bus, "<bus>|<name>" on another
+    ref = name if bus == "default" else f"{bus}|{name}"
+    return {None: ref, "Arn": f"arn:{stack.partition}:events:{stack.region}:{stack.account}:rule/{path}"}[attribute]
+
+
 def _mwaa(stack: Stack, props: dict, attribute: str | None) -> str:
     name = props["Name"]
     return {
@@ -122,6 +137,8 @@ ATTRIBUTES = {
     "AWS::Glue::Database": _glue_database,
     "AWS::Glue::Connection": _glue_connection,
     "AWS::EC2::SecurityGroup": _security_group,
+    "AWS::SQS::Queue": _queue,
+    "AWS::Events::Rule": _events_rule,
     "AWS::MWAA::Environment": _mwaa,
 }
 

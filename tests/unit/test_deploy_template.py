@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from devstack import resources as devstack_resources
 from devstack.resources import provisioned_names
 from etl_toolkit import environment
 
@@ -91,6 +92,8 @@ def created_names(name: str) -> dict[str, set[str]]:
         "glue_connections": ("AWS::Glue::Connection", lambda p: p["ConnectionInput"]["Name"]),
         "secrets": ("AWS::SecretsManager::Secret", lambda p: p["Name"]),
         "roles": ("AWS::IAM::Role", lambda p: p["RoleName"]),
+        "queues": ("AWS::SQS::Queue", lambda p: p["QueueName"]),
+        "event_rules": ("AWS::Events::Rule", lambda p: p["Name"]),
     }
     return {
         kind: {name_of(keep[lid]) for lid, r in resources(name).items() if lid in keep and r["Type"] == rtype}
@@ -144,9 +147,14 @@ def test_every_name_in_the_variable_is_created(name):
     assert set(env.glue_connections.values()) <= created["glue_connections"]
     assert set(env.secrets.values()) <= created["secrets"]
     assert env.glue_role_arn in {stack(name).get_att(lid, "Arn") for lid in of_type(name, "AWS::IAM::Role")}
+    assert set(env.queues.values()) <= created["queues"]
     # and the other way round: every contract resource is in the Variable
     assert created["buckets"] == set(env.buckets.values())
     assert {topic_name(arn) for arn in env.topics.values()} == created["topics"]
+    # the marker queues, and beside each its dead-letter queue (not in the Variable: nothing reads it)
+    dead_letter = {f"{queue}{environment.DEAD_LETTER_SUFFIX}" for queue in env.queues.values()}
+    assert created["queues"] == set(env.queues.values()) | dead_letter
+    assert created["event_rules"] == set(env.queues.values())
 
 
 @pytest.mark.parametrize("name", ENVIRONMENTS)
@@ -206,6 +214,15 @@ MWAA_CALLS: dict[str, list[tuple[str, str]]] = {
     "get_job_run": [("glue:GetJobRun", "glue_jobs")],
     "get_query_execution": [("athena:GetQueryExecution", "workgroup")],
     "get_caller_identity": [],  # sts:GetCallerIdentity: AWS allows it to every principal, no permission
+    # the event start mode's marker queues, read in the triggerer (tasks/marker_events.py); IAM has
+    # no actions for the batch calls: DeleteMessage and ChangeMessageVisibility allow them
+    "get_queue_url": [("sqs:GetQueueUrl", "marker_queues")],
+    "get_queue_attributes": [("sqs:GetQueueAttributes", "marker_queues")],
+    "receive_message": [("sqs:ReceiveMessage", "marker_queues")],
+    "delete_message": [("sqs:DeleteMessage", "marker_queues")],
+    "delete_message_batch": [("sqs:DeleteMessage", "marker_queues")],
+    "change_message_visibility": [("sqs:ChangeMessageVisibility", "marker_queues")],
+    "change_message_visibility_batch": [("sqs:ChangeMessageVisibility", "marker_queues")],
     # provider hook methods in plugins/etl_toolkit
     "list_keys": [("s3:ListBucket", "all_buckets")],
     "read_key": [("s3:GetObject", "all_objects")],
@@ -263,6 +280,7 @@ MWAA_CALLS: dict[str, list[tuple[str, str]]] = {
     "AthenaHook": [],  # only get_query_results (above)
     "S3Hook": [],  # its methods are in the table above
     "SnsHook": [],
+    "SqsHook": [],  # its aiobotocore client's calls are in the table above
     "S3KeySensor": [("s3:ListBucket", "landing_buckets")],  # wildcard key: a listing
     "S3KeyTrigger": [("s3:ListBucket", "landing_buckets")],
     "SnsNotifier": [("sns:Publish", "topics")],
@@ -390,6 +408,7 @@ ENVIRONMENT_OWN = {
     "athena_buckets",
     "athena_objects",
     "topics",
+    "marker_queues",
     "glue_jobs",
     "glue_crawlers",
     "glue_role",
@@ -457,6 +476,7 @@ def targets(name: str) -> dict[str, list[str]]:
         "athena_buckets": buckets(("shipping_staging", "shipping_query_results")),
         "athena_objects": objects(("shipping_staging", "shipping_query_results")),
         "topics": list(env.topics.values()),
+        "marker_queues": [f"arn:aws:sqs:{r}:{a}:{queue}" for queue in env.queues.values()],
         "glue_jobs": [glue(f"job/{env.glue_name(base)}") for base in sorted(glue_job_bases())],
         "glue_crawlers": [glue(f"crawler/{env.glue_name(base)}") for base in sorted(crawler_bases())],
         "glue_role": [env.glue_role_arn],
@@ -608,7 +628,7 @@ def test_the_roles_other_policies():
 
 # The scan: every AWS call in the code must be in the table of the role it runs as.
 
-CLIENT_NAMES = {"client", "s3", "glue", "sts", "secretsmanager", "logs", "athena", "sns_client"}
+CLIENT_NAMES = {"client", "s3", "glue", "sts", "secretsmanager", "logs", "athena", "sns_client", "sqs", "sqs_client"}
 NOT_AWS_CALLS = {  # methods on clients and hooks that call no AWS API, and why
     "get_conn": "returns the hook's boto3 client",
     "get_async_conn": "returns the hook's aiobotocore client",
@@ -618,7 +638,7 @@ NOT_AWS_CALLS = {  # methods on clients and hooks that call no AWS API, and why
     "paginate": "the paginator's API is get_paginator's argument",
     "get_paginator": "recorded as its argument, the paginated API",
 }
-HOOK_FACTORIES = {"S3Hook", "SnsHook", "AthenaHook", "s3_hook", "sns_hook"}
+HOOK_FACTORIES = {"S3Hook", "SnsHook", "SqsHook", "AthenaHook", "s3_hook", "sns_hook", "sqs_hook"}
 
 
 class AwsCalls(ast.NodeVisitor):
@@ -644,17 +664,23 @@ class AwsCalls(ast.NodeVisitor):
                         self.bound.add(target.id)
                     elif isinstance(target, ast.Attribute):
                         self.bound.add(target.attr)
+            elif isinstance(node, ast.With | ast.AsyncWith):  # (async) with hook.get_async_conn() as name
+                for item in node.items:
+                    if isinstance(item.optional_vars, ast.Name) and self._holds_aws(item.context_expr):
+                        self.bound.add(item.optional_vars.id)
         self.visit(tree)
 
     def _holds_aws(self, node: ast.AST) -> bool:
         if isinstance(node, ast.BoolOp):
             return any(self._holds_aws(value) for value in node.values)
+        if isinstance(node, ast.Await):
+            return self._holds_aws(node.value)
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
             if name in HOOK_FACTORIES:
                 return True
-            if name in ("client", "get_conn", "get_session") and isinstance(func, ast.Attribute):
+            if name in ("client", "get_conn", "get_async_conn", "get_session") and isinstance(func, ast.Attribute):
                 receiver = func.value  # boto3.client(...), or a client or session of an AWS hook
                 return (isinstance(receiver, ast.Name) and receiver.id == "boto3") or self._holds_aws(receiver)
             return False
@@ -704,6 +730,28 @@ def test_every_aws_call_in_the_code_is_in_the_table(folder, role, sure):
     assert not classes - set(table), f"{folder} uses classes missing from the {role} table: {classes - set(table)}"
 
 
+def test_the_scan_sees_the_calls_of_an_async_client_and_a_kept_one():
+    """The shapes the marker queue reader uses: an aiobotocore client bound by ``async with``, and
+    kept on the instance for later calls."""
+    code = """
+from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+class Reader:
+    async def read(self):
+        hook = SqsHook(aws_conn_id=None)
+        async with await hook.get_async_conn() as reader:
+            self._reader = reader
+            url = (await reader.get_queue_url(QueueName="q"))["QueueUrl"]
+            await reader.receive_message(QueueUrl=url)
+
+    async def ack(self):
+        await self._reader.delete_message_batch(QueueUrl="u", Entries=[])
+"""
+    found = AwsCalls(ast.parse(code))
+    assert found.calls == {"get_queue_url", "receive_message", "delete_message_batch"}
+    assert found.classes == {"SqsHook"}
+
+
 # -- e. security basics ---------------------------------------------------------------------------------------
 
 
@@ -748,6 +796,71 @@ def test_marker_and_archive_buckets_are_versioned_and_landing_sends_events():
             "EventBridgeConfiguration": {"EventBridgeEnabled": True}}, key  # fmt: skip
     source = resources("prod")["MwaaSourceBucket"]["Properties"]
     assert source["VersioningConfiguration"] == {"Status": "Enabled"}  # MWAA requires it
+
+
+@pytest.mark.parametrize("name", ("local", "prod"))
+def test_each_landing_bucket_sends_its_markers_to_its_queue_as_devstack_does(name):
+    """One queue, dead-letter queue, rule and queue policy per marker-driven pipeline, each as
+    devstack.resources provisions it: the same pattern (marker_rule_pattern), timeout and redrive."""
+    env = environment.validate(variable(name))
+    st, by_type = stack(name), {}
+    for lid, resource in resources(name).items():
+        by_type.setdefault(resource["Type"], {})[lid] = resource["Properties"]
+    queues = {p["QueueName"]: (lid, p) for lid, p in by_type["AWS::SQS::Queue"].items()}
+    rules = {p["Name"]: p for p in by_type["AWS::Events::Rule"].values()}
+    assert len(rules) == len(environment.MARKER_QUEUES) and len(queues) == 2 * len(environment.MARKER_QUEUES)
+    # every landing bucket the DAGs wait on has its queue
+    assert set(environment.MARKER_QUEUES.values()) == dag_buckets("landing_bucket")
+    for key, bucket_key in environment.MARKER_QUEUES.items():
+        queue_name = env.queue(key)
+        queue_id, queue = queues[queue_name]
+        dead_letter_id, dead_letter = queues[devstack_resources.dead_letter_queue(queue_name)]
+        queue_arn, dead_letter_arn = st.get_att(queue_id, "Arn"), st.get_att(dead_letter_id, "Arn")
+
+        assert queue["VisibilityTimeout"] == devstack_resources.MARKER_QUEUE_VISIBILITY_TIMEOUT
+        assert queue["RedrivePolicy"] == {
+            "deadLetterTargetArn": dead_letter_arn,
+            "maxReceiveCount": devstack_resources.MARKER_QUEUE_MAX_RECEIVE_COUNT,
+        }
+        assert dead_letter["MessageRetentionPeriod"] == devstack_resources.DEAD_LETTER_RETENTION_SECONDS
+        assert queue["SqsManagedSseEnabled"] is True and dead_letter["SqsManagedSseEnabled"] is True
+        assert "RedrivePolicy" not in dead_letter
+
+        rule = rules[queue_name]  # named as its queue
+        assert rule["EventPattern"] == devstack_resources.marker_rule_pattern(env.bucket(bucket_key))
+        assert rule["State"] == "ENABLED" and rule.get("EventBusName", "default") == "default"
+        assert rule["Targets"] == [{"Id": "marker-queue", "Arn": queue_arn}]
+        rule_id = next(lid for lid, p in by_type["AWS::Events::Rule"].items() if p is rule)
+
+        (policy,) = [p for p in by_type["AWS::SQS::QueuePolicy"].values() if st.ref(queue_id) in p["Queues"]]
+        assert policy["Queues"] == [st.ref(queue_id), st.ref(dead_letter_id)]
+        allow, deny = policy["PolicyDocument"]["Statement"]
+        assert allow == {
+            "Sid": "MarkerEventsFromTheRule",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": st.get_att(rule_id, "Arn")}},
+        }
+        # the devstack policy's statement, for the same queue and rule
+        local_allow = devstack_resources.marker_queue_policy(queue_arn, st.get_att(rule_id, "Arn"))["Statement"]
+        assert [allow] == local_allow
+        assert deny["Effect"] == "Deny" and deny["Principal"] == "*" and deny["Action"] == "sqs:*"
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert set(deny["Resource"]) == {queue_arn, dead_letter_arn}
+
+
+def test_the_mwaa_role_reads_the_marker_queues_and_nothing_else_of_sqs():
+    env = environment.validate(variable("prod"))
+    statements = policy("prod", "MwaaExecutionRole", "etl-pipelines")
+    marker_queues = {f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}" for queue in env.queues.values()}
+    reads = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl",
+             "sqs:GetQueueAttributes")  # fmt: skip
+    for action in reads:
+        assert set(granted(statements, action)) == marker_queues, action
+    sqs_actions = {a for s in statements for a in s["Action"] if a.startswith("sqs:")}
+    assert sqs_actions == set(reads)  # no SendMessage, no queue administration, no dead-letter queue
 
 
 def test_secrets_are_generated_and_no_password_is_written():
