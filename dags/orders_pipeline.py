@@ -8,10 +8,11 @@ rule on `batch-completion/`, two crawlers, four Glue jobs, the DynamoDB audit ta
 **Steps**
 1. `wait_for_marker` waits, deferred in the triggerer, for `batch-completion/<batch_id>.json` in
    `fo-to-dw-orders-landing-area`; `claim_batch` takes the oldest marker and claims the batch.
-2. Landing: crawler → Glue `orders_audit_landing` counts the batch's orders and product lines
-   after at-least-once duplicates are dropped and lists its files → `count_landing` records the
-   count (compared with the marker's `expected_counts`) → Great Expectations checks those files'
-   schema from their parquet footers.
+2. Landing: Glue `orders_audit_landing` counts the batch's orders and product lines after
+   at-least-once duplicates are dropped and lists its files → `count_landing` records the count
+   (compared with the marker's `expected_counts`) → Great Expectations checks those files' schema
+   from their parquet footers. Beside it, the landing crawler catalogs the files, then
+   `create_warehouse_tables` makes sure the warehouse's tables exist before the load.
 3. Glue `orders_landing_to_staging` explodes products into lines (the batch's files and the
    latest-copy rule come from `orders_batch.py`, shared with the audit job) → staging crawler
    (`staging_` prefix) → schema check → audit count (must equal landing).
@@ -69,14 +70,35 @@ FINAL = Asset(name="orders_final", uri="postgres://warehouse:5432/warehouse/orde
 def orders_pipeline(batch):
     window = {"--batch_id": batch.batch_id, "--started_at": batch.started_at, "--completed_at": batch.completed_at,
               "--landing_bucket": LANDING_BUCKET, "--landing_prefix": "orders/"}  # fmt: skip
-    chain(
-        warehouse.create_tables(),
-        # -- landing ----------------------------------------------------------------------------------
-        glue.CatalogCrawler(
-            task_id="crawl_landing",
-            config=glue.crawler_config("orders-landing-area-crawler", f"s3://{LANDING_BUCKET}/orders/"),
-            inlets=[LANDING],
+    # Off the way to the first Glue job: the landing crawler only catalogs the files for Athena's
+    # users (the jobs read the batch's files directly), and the warehouse's tables are first needed
+    # by the warehouse load.
+    crawl_landing = glue.CatalogCrawler(
+        task_id="crawl_landing",
+        config=glue.crawler_config("orders-landing-area-crawler", f"s3://{LANDING_BUCKET}/orders/"),
+        inlets=[LANDING],
+    )
+    create_tables = warehouse.create_tables()
+    to_warehouse_staging = glue.GlueJob(
+        task_id="staging_to_warehouse_staging",
+        pipeline=ORDERS.name,
+        script="orders_staging_to_warehouse_staging.py",
+        script_args={"--batch_id": batch.batch_id, "--staging_bucket": STAGING_BUCKET,
+                     "--staging_prefix": "orders/", "--versions_prefix": VERSIONS_PREFIX,
+                     "--warehouse_secret_id": environment.secret("warehouse")},  # fmt: skip
+        py_modules=("../common/arrow_postgres.py",),  # binary COPY from Arrow (ADBC)
+        python_modules=(
+            "adbc-driver-manager",
+            "adbc-driver-postgresql",
+            "importlib-resources",
+            "typing-extensions",
         ),
+        network=True,
+        outlets=[WAREHOUSE_STAGING],
+    )
+    chain(crawl_landing, create_tables, to_warehouse_staging)
+    chain(
+        # -- landing ----------------------------------------------------------------------------------
         glue.GlueJob(
             task_id="audit_landing",
             pipeline=ORDERS.name,
@@ -115,23 +137,7 @@ def orders_pipeline(batch):
         quality.check_parquet("staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/"),
         audit.count_parquet("staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/", entity="order_lines"),
         # -- warehouse --------------------------------------------------------------------------------
-        glue.GlueJob(
-            task_id="staging_to_warehouse_staging",
-            pipeline=ORDERS.name,
-            script="orders_staging_to_warehouse_staging.py",
-            script_args={"--batch_id": batch.batch_id, "--staging_bucket": STAGING_BUCKET,
-                         "--staging_prefix": "orders/", "--versions_prefix": VERSIONS_PREFIX,
-                         "--warehouse_secret_id": environment.secret("warehouse")},  # fmt: skip
-            py_modules=("../common/arrow_postgres.py",),  # binary COPY from Arrow (ADBC)
-            python_modules=(
-                "adbc-driver-manager",
-                "adbc-driver-postgresql",
-                "importlib-resources",
-                "typing-extensions",
-            ),
-            network=True,
-            outlets=[WAREHOUSE_STAGING],
-        ),
+        to_warehouse_staging,
         audit.count_sql("warehouse_staging", file="count_warehouse_staging.sql", entity="order_lines"),
         warehouse.load_batch(
             task_id="load_final_table",
