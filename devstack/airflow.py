@@ -41,6 +41,10 @@ FIRST_WAVE = ("api-server", "dag-processor")
 SECOND_WAVE = ("scheduler", "triggerer")
 PROCESSES = FIRST_WAVE + SECOND_WAVE
 STOP_ORDER = ("scheduler", "triggerer", "dag-processor")  # together, then the API server
+# Started again when they die (a killed triggerer's triggers move to the new one); any other
+# process that dies stops everything.
+RESTARTED = ("triggerer",)
+MAX_RESTARTS = 5
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 STARTUP_TIMEOUT = 180  # seconds from the stack being ready to the API server answering
 STOP_TIMEOUT = 20  # seconds each step of the shutdown waits before it kills
@@ -336,11 +340,17 @@ def _supervise(airflow: AirflowProcesses, base_url: str, say, parent: int | None
     reported_dags = reported_health = False
     next_check = time.monotonic()
     give_up_at = next_check + 120  # then list whatever has been parsed
+    restarts = 0
     while True:
         if (name := airflow.dead()) is not None:
-            raise RuntimeError(
-                f"{name} exited (code {airflow.children[name].returncode}); its log:\n{airflow.log_tail(name)}"
-            )
+            code = airflow.children[name].returncode
+            if name in RESTARTED and restarts < MAX_RESTARTS:
+                # As MWAA restarts a failed container: the triggers it ran go to the new one.
+                restarts += 1
+                say(f"{name} exited (code {code}): starting it again ({restarts} of {MAX_RESTARTS} restarts)")
+                airflow.start((name,))
+                continue
+            raise RuntimeError(f"{name} exited (code {code}); its log:\n{airflow.log_tail(name)}")
         if parent is not None and os.getppid() != parent:
             say("the parent process is gone: stopping")
             return

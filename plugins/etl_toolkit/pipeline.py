@@ -28,10 +28,17 @@ from typing import Any
 
 from etl_toolkit import environment
 from etl_toolkit.contract import BATCH_ID_PATTERN, Layer, Pipeline
-from etl_toolkit.settings import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY
+from etl_toolkit.settings import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, MARKER_SWEEP_MINUTES, start_mode
 from etl_toolkit.tasks.audit import reconcile_batch
-from etl_toolkit.tasks.batches import archive_marker, claim_batch, skip_if_already_loaded, wait_for_marker
+from etl_toolkit.tasks.batches import (
+    archive_marker,
+    claim_batch,
+    request_next_run,
+    skip_if_already_loaded,
+    wait_for_marker,
+)
 from etl_toolkit.tasks.frame import BatchFrame
+from etl_toolkit.tasks.marker_events import marker_asset, sweep_schedule
 from etl_toolkit.tasks.notify import BatchFailureNotifier, publish_success
 
 __all__ = ["Layer", "Pipeline", "batch_params", "default_args", "marker_dag"]
@@ -72,14 +79,19 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
     """Decorate a function that builds a pipeline's own steps into a marker-driven DAG.
 
     The function gets the ``BatchFrame`` (templates of the claimed batch: ``batch_id``,
-    ``started_at``, ``completed_at``). ``dag_kwargs`` go to the DAG (tags, doc_md ...); the
-    schedule is ``@continuous`` with one active run, so each run waits for the next marker.
+    ``started_at``, ``completed_at``). ``dag_kwargs`` go to the DAG (tags, doc_md ...). One run
+    at a time; how runs start is the pipeline's start mode (``settings.start_mode``):
+
+    - sensor: ``@continuous``; each run first waits for the next marker (``wait_for_marker``);
+    - event: scheduled on the marker's S3 event (``tasks.marker_events``) or the sweep's time;
+      the run starts at ``claim_batch`` and ends with the teardown ``request_next_run``, which
+      asks for one more run while markers stay pending.
     """
 
     def decorate(build_steps: Callable[[BatchFrame], Any]) -> Callable[[], Any]:
         @functools.wraps(build_steps)
         def make_dag():
-            from airflow.sdk import DAG
+            from airflow.sdk import DAG, chain
 
             settings = {
                 "start_date": datetime(2026, 1, 1),
@@ -91,11 +103,14 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                 "user_defined_macros": environment.DAG_MACROS,
                 **dag_kwargs,
             }
-            schedule = settings.pop("schedule", "@continuous")
+            events = start_mode(pipeline.name) == "event"
+            asset = marker_asset(pipeline.name) if events else None
+            default_schedule = sweep_schedule(asset, MARKER_SWEEP_MINUTES) if events else "@continuous"
+            schedule = settings.pop("schedule", default_schedule)
             with DAG(dag_id=dag_id, schedule=schedule, **settings) as dag:
-                frame = BatchFrame(pipeline, dag)
+                frame = BatchFrame(pipeline, dag, marker_asset=asset)
                 with frame.active():
-                    head = [wait_for_marker(frame)]
+                    head = [] if events else [wait_for_marker(frame)]
                     claim = claim_batch(frame)
                     is_new = skip_if_already_loaded(frame)
                     head += [claim.operator, is_new.operator]
@@ -108,7 +123,7 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                     summary = reconcile_batch(frame, {layer: op.output for layer, op in frame.count_tasks.items()})
                     archive = archive_marker(frame)
                     notify = publish_success(frame, summary)
-                head[0] >> head[1] >> head[2]
+                chain(*head)
                 is_new.operator >> (_ends(steps, "first") or [summary.operator])
                 for task in _ends(steps, "last"):
                     task >> summary.operator
@@ -122,6 +137,12 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                 claim.operator >> archive.operator
                 for task in _ends(finishing, "first"):
                     claim.operator >> task
+                if events:
+                    with frame.active():
+                        next_run = request_next_run(frame)
+                    for task in dag.tasks:
+                        if task is not next_run and not task.downstream_list:
+                            task >> next_run
             return dag
 
         return make_dag

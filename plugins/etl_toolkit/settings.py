@@ -25,6 +25,9 @@ CONFIG_OPTIONS = (
     "retry_delay_seconds",
     "totesys_ingest_schedule",
     "failure_topic",  # where a failure goes when the environment's Variable cannot be read
+    "start_mode",  # how every marker-driven pipeline starts: sensor (default) or event
+    *(f"{pipeline}_start_mode" for pipeline in ("orders", "shipping", "ecommerce", "totesys")),  # one pipeline's
+    "marker_sweep_minutes",
 )
 
 
@@ -50,6 +53,35 @@ GLUE_POLL_SECONDS = knob("glue_poll_seconds", 6)
 # How often a waiting run looks for a marker: the worst case of marker-to-start latency, for one
 # S3 LIST per DAG per interval (a few cents a month).
 MARKER_POKE_SECONDS = knob("marker_poke_seconds", 10)
+
+# How a marker-driven pipeline's runs start (``[etl] start_mode``, or ``[etl] <pipeline>_start_mode``
+# for one pipeline; read when the DAG is parsed):
+# - sensor: each run waits for the next marker with a deferrable S3 sensor that lists the landing
+#   prefix every MARKER_POKE_SECONDS (the schedule is @continuous);
+# - event: the DAG is scheduled on the marker's S3 event (EventBridge -> SQS -> an AssetWatcher,
+#   see etl_toolkit.tasks.marker_events), and a sweep every MARKER_SWEEP_MINUTES claims any pending
+#   marker whose event was lost.
+START_MODES = ("sensor", "event")
+
+
+def start_mode(pipeline: str) -> str:
+    text = conf.get(CONFIG_SECTION, f"{pipeline}_start_mode", fallback=None) or conf.get(
+        CONFIG_SECTION, "start_mode", fallback=None
+    )
+    mode = (text or "sensor").strip().lower()
+    if mode not in START_MODES:
+        raise ValueError(f"Airflow configuration [{CONFIG_SECTION}] start_mode for {pipeline} must be one of "
+                         f"{START_MODES}, got {text!r}")  # fmt: skip
+    return mode
+
+
+MARKER_SWEEP_MINUTES = knob("marker_sweep_minutes", 15)
+# SQS long polling: a receive returns as soon as a message arrives, or after this long (SQS's maximum).
+MARKER_QUEUE_WAIT_SECONDS = 20
+# How long a received marker event stays invisible: longer than the triggerer's shared-stream ack
+# timeout (300 s by default), so that a message cannot come back while the asset event made from it
+# is still on its way to the database; no longer, so that one a dead triggerer held comes back soon.
+MARKER_QUEUE_VISIBILITY_SECONDS = int(conf.getfloat("triggerer", "shared_stream_ack_timeout", fallback=300.0)) + 30
 
 # How many times a batch is claimed without finishing (its runs died, or its failure could not be
 # recorded) before it is set aside as failed so that the batches behind it can run.

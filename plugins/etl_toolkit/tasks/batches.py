@@ -24,7 +24,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.providers.amazon.aws.triggers.s3 import S3KeyTrigger
-from airflow.sdk import TriggerRule, task
+from airflow.sdk import AssetAlias, TriggerRule, task
 from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
 from airflow.triggers.base import TriggerEvent
 
@@ -291,7 +291,28 @@ def claim(pipeline, context, *, aws_conn_id: str = AWS_CONN_ID) -> dict[str, Any
             "reprocess": reprocess,
             "attempt": decision.attempts,
         }
-    raise AirflowSkipException(f"no valid marker under s3://{store.bucket}/{BATCH_MARKER_PREFIX}")
+    raise AirflowSkipException(_nothing_to_claim(store, context))
+
+
+def announced_batches(context) -> list[str]:
+    """The batches the marker events that started this run name (event start mode), in order."""
+    batches = []
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:
+            payload = (event.extra or {}).get("payload") or {}
+            if payload.get("batch_id"):
+                batches.append(payload["batch_id"])
+    return batches
+
+
+def _nothing_to_claim(store: MarkerStore, context) -> str:
+    where = f"s3://{store.bucket}/{BATCH_MARKER_PREFIX}"
+    announced = announced_batches(context)
+    if announced:
+        named = ", ".join(sorted(set(announced)))
+        return (f"this run's marker event(s) name batch {named}, but no marker is pending under {where} any "
+                "more (a duplicate or redelivered event: an earlier run claimed the batch): nothing to do")  # fmt: skip
+    return f"no valid marker under {where}"
 
 
 def _give_up(pipeline, store: MarkerStore, key: str, batch_id: str, reason: str, context) -> None:
@@ -329,6 +350,9 @@ def claim_batch(frame: BatchFrame, *, task_id: str = "claim_batch"):
 
     @task(task_id=task_id)
     def claim_batch(**context) -> dict[str, Any]:
+        announced = announced_batches(context)
+        if announced:
+            _log.info("Started by the marker event(s) of batch %s.", ", ".join(announced))
         return claim(pipeline, context)
 
     result = claim_batch()
@@ -371,6 +395,50 @@ def archive_marker(frame: BatchFrame, *, aws_conn_id: str = AWS_CONN_ID):
         return outcome
 
     return archive_marker()
+
+
+def request_next_run(frame: BatchFrame, *, aws_conn_id: str = AWS_CONN_ID):
+    """Task ``request_next_run`` (event start mode): the run's teardown, whatever became of it.
+
+    A run consumes every marker event queued since the run before, so a burst of markers starts
+    fewer runs than it has batches. While valid markers are still pending when a run ends, this
+    task asks for one more run: an asset event on the markers' Asset (through an alias, so that no
+    event is sent when nothing is pending), which the scheduler turns into the next run. A run
+    that claimed nothing (skipped) asks for none: the sweep takes over from there. As a teardown
+    it does not change the run's state."""
+    pipeline, asset = frame.pipeline, frame.marker_asset
+    alias = AssetAlias(f"{pipeline.name}_next_run")
+
+    @task(task_id="request_next_run", outlets=[alias], on_failure_callback=[])
+    def request_next_run(**context) -> int:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = RuntimeTaskInstance.get_task_states(
+            dag_id=context["dag"].dag_id, task_ids=[frame.claim_task_id], run_ids=[context["run_id"]]
+        )
+        claim_state = states.get(context["run_id"], {}).get(frame.claim_task_id)
+        if claim_state not in ("success", "failed"):
+            _log.info("The claim ended %s: no batch was taken, so no next run is requested.", claim_state)
+            return 0
+        store = MarkerStore(environment.render(pipeline.landing_bucket), aws_conn_id)
+        pending = [obj["Key"] for obj in store.pending() if _is_marker(obj["Key"])]
+        if pending:
+            _log.info("%d marker(s) still pending (%s ...): requesting the next run.", len(pending), pending[0])
+            context["outlet_events"][alias].add(asset, extra={"requested_by": context["run_id"]})
+        return len(pending)
+
+    operator = request_next_run().operator
+    operator.as_teardown()
+    operator.trigger_rule = TriggerRule.ALL_DONE  # no setup task: after everything, however it ended
+    return operator
+
+
+def _is_marker(key: str) -> bool:
+    try:
+        batch_id_from_key(key)
+    except InvalidMarker:
+        return False
+    return True
 
 
 def wait_for_marker(frame: BatchFrame, **kwargs) -> BatchMarkerSensor:

@@ -19,9 +19,11 @@ _current: ContextVar[BatchFrame | None] = ContextVar("etl_toolkit_batch_frame", 
 
 
 class BatchFrame:
-    def __init__(self, pipeline: Pipeline, dag=None):
+    def __init__(self, pipeline: Pipeline, dag=None, *, marker_asset=None):
         self.pipeline = pipeline
         self.dag = dag
+        # The event start mode's Asset (etl_toolkit.tasks.marker_events), None in the sensor mode.
+        self.marker_asset = marker_asset
         self.claim_task_id: str | None = None
         self.count_tasks: dict[str, Any] = {}  # layer name -> the operator that counts it
         self.finishing_task_ids: set[str] = set()  # steps that run once the batch reconciles
