@@ -29,7 +29,8 @@ archive Lambda) and its EventBridge rule on the Glue job's state with one DAG.
    rejected and duplicates dropped to SNS `etl-success`. Any failure sets the marker aside under
    `batch-archive/failed/` and publishes to `etl-failure`; the batch's objects stay where they are.
 
-**Trigger** Runs continuously: each run waits for the next marker. To run one batch now (again),
+**Trigger** Each run takes the oldest pending marker (how runs start: *Start mode*, below).
+To run one batch now (again),
 trigger with `batch_id`; tick `reprocess` to load a batch that already loaded.
 """
 

@@ -24,10 +24,9 @@ rule on `batch-completion/`, two crawlers, four Glue jobs, the DynamoDB audit ta
    summary to SNS `etl-success`. Any failed task first sets the marker aside under
    `batch-archive/failed/` with the reason, then publishes to `etl-failure`.
 
-**Trigger** Runs continuously: each run waits for the next marker. To run one batch now (again),
+**Trigger** Each run takes the oldest pending marker (how runs start: *Start mode*, below).
+To run one batch now (again),
 trigger with `batch_id`; tick `reprocess` to load a batch that already loaded.
-The waiting run makes way for a triggered run within 10 s (it ends skipped); a day without a
-marker also ends a run skipped, and the next run waits again.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ query and the SNS publish are tasks here, and the waits are the operators' own.
    `etl-success`. Any failure sets the marker aside under `batch-archive/failed/` and publishes
    to `etl-failure`.
 
-**Trigger** Runs continuously: each run waits for the next marker. To run one batch now (again),
+**Trigger** Each run takes the oldest pending marker (how runs start: *Start mode*, below).
+To run one batch now (again),
 trigger with `batch_id`; tick `reprocess` to load a batch that already loaded.
 """
 

@@ -93,6 +93,7 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
         def make_dag():
             from airflow.sdk import DAG, chain
 
+            mode = start_mode(pipeline.name)
             settings = {
                 "start_date": datetime(2026, 1, 1),
                 "catchup": False,
@@ -103,7 +104,9 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                 "user_defined_macros": environment.DAG_MACROS,
                 **dag_kwargs,
             }
-            events = start_mode(pipeline.name) == "event"
+            if settings.get("doc_md"):
+                settings["doc_md"] += _START_MODE_DOCS[mode]
+            events = mode == "event"
             asset = marker_asset(pipeline.name) if events else None
             default_schedule = sweep_schedule(asset, MARKER_SWEEP_MINUTES) if events else "@continuous"
             schedule = settings.pop("schedule", default_schedule)
@@ -148,6 +151,22 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
         return make_dag
 
     return decorate
+
+
+_START_MODE_DOCS = {
+    "sensor": (
+        "\n\n**Start mode: sensor.** The DAG runs continuously, one run at a time: each run waits in "
+        "`wait_for_marker` (deferred in the triggerer) for a marker under `batch-completion/`. A waiting "
+        "run makes way for a run triggered from the UI within one look (it ends skipped); a day without a "
+        "marker also ends a run skipped, and the next run waits again."
+    ),
+    "event": (
+        "\n\n**Start mode: event.** A run starts on the marker's S3 event (EventBridge → the pipeline's "
+        "SQS queue → the Asset's watcher in the triggerer), or on the sweep's schedule, which claims any "
+        "marker whose event was lost. `request_next_run` (a teardown) asks for one more run while markers "
+        "stay pending."
+    ),
+}
 
 
 def _ends(tasks: list, which: str) -> list:

@@ -62,6 +62,10 @@ _days = iter(range(1, 200))
 def runtime(request):
     with started_runtime(request, env=EVENT_MODE, prefix="event-runtime-") as runtime:
         runtime.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+        # The triggerer starts the Asset's watcher once the DAG is active; until then events wait in
+        # the queue (nothing is lost), but the first test measures the latency of a running watcher.
+        wait_for("the triggerer to read the marker queue",
+                 lambda: "Reading marker events from" in triggerer_log(runtime), 180, runtime)  # fmt: skip
         yield runtime
 
 
