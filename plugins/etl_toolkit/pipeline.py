@@ -3,7 +3,7 @@
 A DAG file declares its pipeline once (``Pipeline``: name, landing bucket, layers and their
 entities) and lists only its own steps; ``marker_dag`` wraps them in the frame::
 
-    wait_for_marker → claim_batch → is_new_batch → <the pipeline's steps> → reconcile
+    wait_for_marker → claim_batch → <the pipeline's steps> → reconcile
         → <its steps after reconcile, if any> → archive_marker → notify_success
 
 with ``claim_batch → archive_marker`` too (an already-loaded batch skips the steps but is still
@@ -34,7 +34,6 @@ from etl_toolkit.tasks.batches import (
     archive_marker,
     claim_batch,
     request_next_run,
-    skip_if_already_loaded,
     wait_for_marker,
 )
 from etl_toolkit.tasks.frame import BatchFrame
@@ -115,8 +114,7 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                 with frame.active():
                     head = [] if events else [wait_for_marker(frame)]
                     claim = claim_batch(frame)
-                    is_new = skip_if_already_loaded(frame)
-                    head += [claim.operator, is_new.operator]
+                    head += [claim.operator]
                     framed = {task.task_id for task in dag.tasks}
                     build_steps(frame)
                     built = [task for task in dag.tasks if task.task_id not in framed]
@@ -127,7 +125,9 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                     archive = archive_marker(frame)
                     notify = publish_success(frame, summary)
                 chain(*head)
-                is_new.operator >> (_ends(steps, "first") or [summary.operator])
+                loading = _ends(steps, "first") or [summary.operator]
+                claim.operator >> loading
+                frame.load_task_ids = {task.task_id for task in loading}
                 for task in _ends(steps, "last"):
                     task >> summary.operator
                 summary.operator >> (_ends(finishing, "first") or [archive.operator])

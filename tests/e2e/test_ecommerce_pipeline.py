@@ -333,7 +333,7 @@ def test_three_markers_at_once_load_once_each_oldest_first(aws, pipeline, sql, i
     for _ in batches:
         dag_run, states = run(pipeline)
         assert dag_run.state == "success", states
-        claimed.append(task_return_value(dag_run, "claim_batch")["batch_id"])
+        claimed.append(task_return_value(dag_run, "claim_batch", key="claim")["batch_id"])
 
     assert claimed == sorted(batches)
     loads = sql("SELECT batch_id, inserted FROM ecommerce.batch_loads WHERE batch_id LIKE 'ec-three-%%' ORDER BY 1")

@@ -127,7 +127,7 @@ def run_claiming(runtime: Runtime, batch_id: str, before: set[str], timeout: flo
 
 def claim_of(runtime: Runtime, run_id: str) -> dict:
     response = runtime.api(
-        "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/claim_batch/xcomEntries/return_value", expect=None
+        "GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/claim_batch/xcomEntries/claim", expect=None
     )
     if response.status_code != 200:
         return {}

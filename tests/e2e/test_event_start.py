@@ -71,7 +71,7 @@ def test_runs_take_pending_batches_oldest_first_and_ask_for_one_more_while_any_i
 
     dag_run, tis = run_dag(events_dag)
     assert dag_run.state == "success", {t: ti.state for t, ti in tis.items()}
-    assert tis["claim_batch"].xcom_pull(task_ids="claim_batch")["batch_id"] == "ev-first"
+    assert tis["claim_batch"].xcom_pull(task_ids="claim_batch", key="claim")["batch_id"] == "ev-first"
     loaded = warehouse("SELECT count(*) FROM orders.fact_order_lines WHERE run_id = %s", "ev-first")[0][0]
     assert loaded == first["expected_counts"]["order_lines"]
     assert tis["request_next_run"].state == "success"
@@ -79,7 +79,7 @@ def test_runs_take_pending_batches_oldest_first_and_ask_for_one_more_while_any_i
 
     dag_run, tis = run_dag(events_dag)
     assert dag_run.state == "success", {t: ti.state for t, ti in tis.items()}
-    assert tis["claim_batch"].xcom_pull(task_ids="claim_batch")["batch_id"] == "ev-second"
+    assert tis["claim_batch"].xcom_pull(task_ids="claim_batch", key="claim")["batch_id"] == "ev-second"
     assert next_run_requests(dag_run.run_id) == 0  # nothing left: no more runs
 
     dag_run, tis = run_dag(events_dag)  # what the sweep does when nothing is pending

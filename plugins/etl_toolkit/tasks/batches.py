@@ -48,7 +48,7 @@ from etl_toolkit.settings import (
     MARKER_POKE_SECONDS,
     MAX_ATTEMPTS,
 )
-from etl_toolkit.tasks.frame import BatchFrame
+from etl_toolkit.tasks.frame import CLAIM_KEY, BatchFrame
 
 _log = logging.getLogger(__name__)
 
@@ -345,29 +345,28 @@ def _give_up(pipeline, store: MarkerStore, key: str, batch_id: str, reason: str,
 
 
 def claim_batch(frame: BatchFrame, *, task_id: str = "claim_batch"):
-    """Task: take one batch (see ``claim``); its return value is the run's claim."""
+    """Task: take one batch (see ``claim``) and leave the claim in the XCom ``claim``.
+
+    It also says which tasks follow: all of them for a new batch; for a batch that already loaded
+    (a no-op claim) only the archive and the finishing steps, not the load (``frame.load_task_ids``).
+    """
     pipeline = frame.pipeline
 
-    @task(task_id=task_id)
-    def claim_batch(**context) -> dict[str, Any]:
+    @task.branch(task_id=task_id)
+    def claim_batch(**context) -> list[str]:
         announced = announced_batches(context)
         if announced:
             _log.info("Started by the marker event(s) of batch %s.", ", ".join(announced))
-        return claim(pipeline, context)
+        result = claim(pipeline, context)
+        context["ti"].xcom_push(key=CLAIM_KEY, value=result)
+        following = set(context["task"].downstream_task_ids)
+        if result["already_loaded"]:
+            following -= frame.load_task_ids
+        return sorted(following)
 
     result = claim_batch()
     frame.claim_task_id = result.operator.task_id
     return result
-
-
-def skip_if_already_loaded(frame: BatchFrame):
-    """Task ``is_new_batch``: a batch that already loaded skips the load; archive and summary still run."""
-
-    @task.short_circuit(task_id="is_new_batch", ignore_downstream_trigger_rules=False)
-    def is_new_batch(**context) -> bool:
-        return not frame.claim(context)["already_loaded"]
-
-    return is_new_batch()
 
 
 def archive_marker(frame: BatchFrame, *, aws_conn_id: str = AWS_CONN_ID):

@@ -15,6 +15,9 @@ from typing import Any
 
 from etl_toolkit.contract import Pipeline
 
+# The XCom the claim task leaves the run's claim under (its return value says which tasks follow).
+CLAIM_KEY = "claim"
+
 _current: ContextVar[BatchFrame | None] = ContextVar("etl_toolkit_batch_frame", default=None)
 
 
@@ -25,6 +28,7 @@ class BatchFrame:
         # The event start mode's Asset (etl_toolkit.tasks.marker_events), None in the sensor mode.
         self.marker_asset = marker_asset
         self.claim_task_id: str | None = None
+        self.load_task_ids: set[str] = set()  # the steps a batch that already loaded skips
         self.count_tasks: dict[str, Any] = {}  # layer name -> the operator that counts it
         self.finishing_task_ids: set[str] = set()  # steps that run once the batch reconciles
 
@@ -59,8 +63,11 @@ class BatchFrame:
 
     # -- templates for operators' arguments ----------------------------------------------------------
 
+    def _claim_template(self) -> str:
+        return f"(ti.xcom_pull(task_ids='{self.claim_task_id}', key='{CLAIM_KEY}') or {{}})"
+
     def _field(self, name: str, default: str = "") -> str:
-        return f"{{{{ (ti.xcom_pull(task_ids='{self.claim_task_id}') or {{}}).get('{name}') or '{default}' }}}}"
+        return f"{{{{ {self._claim_template()}.get('{name}') or '{default}' }}}}"
 
     @property
     def batch_id(self) -> str:
@@ -77,19 +84,18 @@ class BatchFrame:
 
     def expected_count(self, entity: str) -> str:
         """The marker's expected count of ``entity``, or an empty text when it gives none."""
-        claim = f"(ti.xcom_pull(task_ids='{self.claim_task_id}') or {{}})"
-        return f"{{{{ ({claim}.get('expected_counts') or {{}}).get('{entity}', '') }}}}"
+        return f"{{{{ ({self._claim_template()}.get('expected_counts') or {{}}).get('{entity}', '') }}}}"
 
     @property
     def objects(self) -> str:
         """The marker's ``objects`` as JSON text: a list of keys, or ``null`` when it names none."""
-        return f"{{{{ (ti.xcom_pull(task_ids='{self.claim_task_id}') or {{}}).get('objects') | tojson }}}}"
+        return f"{{{{ {self._claim_template()}.get('objects') | tojson }}}}"
 
     # -- while a task runs ----------------------------------------------------------------------------
 
     def claim(self, context) -> dict[str, Any]:
         """The claim of this run (batch id, marker, expected counts ...)."""
-        claim = context["ti"].xcom_pull(task_ids=self.claim_task_id)
+        claim = context["ti"].xcom_pull(task_ids=self.claim_task_id, key=CLAIM_KEY)
         if not claim:
             raise RuntimeError(f"no claim of {self.pipeline.name} in this run (task {self.claim_task_id})")
         return claim
