@@ -78,6 +78,11 @@ def airflow_settings(port: int) -> dict[str, str]:
         "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
         # LocalExecutor forks this many workers up front; one laptop needs no 32 (the default).
         "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "8"),
+        # Great Expectations takes seconds to import. A task process is forked from a LocalExecutor
+        # worker, and the workers from a forkserver that imported it once: every schema check
+        # starts with it loaded, instead of paying the import per task.
+        "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
+        "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": "great_expectations",
         # Each Glue job status poll is a wait for the person watching the UI.
         "AIRFLOW__ETL__GLUE_POLL_SECONDS": os.environ.get("AIRFLOW__ETL__GLUE_POLL_SECONDS", "2"),
     }

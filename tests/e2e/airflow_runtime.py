@@ -94,6 +94,15 @@ class Runtime:
     def get(self, path: str, **params) -> dict:
         return self.api("GET", path, params=params).json()
 
+    def unpause(self, dag_id: str = DAG_ID) -> None:
+        """Unpause the DAG once the DAG processor has parsed it (a new DAG starts paused)."""
+
+        def parsed():
+            return self.api("GET", f"/dags/{dag_id}", expect=None).status_code == 200
+
+        wait_for(f"the DAG processor to parse {dag_id}", parsed, 180, self)
+        self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
     def runs(self) -> list[dict]:
         return self.get(f"/dags/{DAG_ID}/dagRuns", order_by="-run_after", limit=50)["dag_runs"]
 

@@ -61,7 +61,7 @@ _days = iter(range(1, 200))
 @pytest.fixture(scope="module")
 def runtime(request):
     with started_runtime(request, env=EVENT_MODE, prefix="event-runtime-") as runtime:
-        runtime.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+        runtime.unpause()
         # The triggerer starts the Asset's watcher once the DAG is active; until then events wait in
         # the queue (nothing is lost), but the first test measures the latency of a running watcher.
         wait_for("the triggerer to read the marker queue",
@@ -329,7 +329,7 @@ def test_the_event_mode_starts_the_first_glue_job_four_times_sooner_than_the_sen
     event = shared.get("event") or pytest.skip("needs the event mode's figures (the first test)")
     runtime.stop()  # one Airflow at a time on the machine while measuring
     with started_runtime(request, prefix="sensor-runtime-") as sensor:
-        sensor.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
+        sensor.unpause()
         run_id = waiting_run(sensor, after=set())
         trigger_polling(sensor, run_id)  # the marker lands just after an S3 check: the worst case
         write_orders_batch(sensor.aws("s3"), LANDING, "sensor-mode", orders=80, seed=51, started_at=batch_start())

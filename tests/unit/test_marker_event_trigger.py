@@ -80,6 +80,14 @@ class Triggerer:
         event = await asyncio.wait_for(anext(self.events), timeout)
         return event, self.manager.bind_pending_event(trigger_id=self.trigger_id, key=self.key)
 
+    async def store_and_stop(self, seq: int, deleted) -> None:
+        """The event is stored; the trigger moves on to the next message. Until ``deleted()``."""
+        self.manager.confirm_persisted([seq])
+        pending = asyncio.ensure_future(anext(self.events))
+        await _until(deleted)
+        pending.cancel()
+        await self.crash()
+
     async def crash(self):
         """The triggerer dies: its stream stops with nothing confirmed."""
         await self.manager.stop_all()
@@ -104,11 +112,7 @@ def test_a_marker_event_names_its_batch_and_is_deleted_only_once_its_event_is_st
         assert seq is not None  # the event gates the message's deletion (ack mode)
         await asyncio.sleep(1.5)
         assert counts(sqs, url) == (0, 1)  # received, held invisible, not deleted: not stored yet
-        triggerer.manager.confirm_persisted([seq])
-        pending = asyncio.ensure_future(anext(triggerer.events))  # the filter moves on to the next one
-        await _until(lambda: counts(sqs, url) == (0, 0))
-        pending.cancel()
-        await triggerer.crash()
+        await triggerer.store_and_stop(seq, deleted=lambda: counts(sqs, url) == (0, 0))
 
     asyncio.run(scenario())
 
@@ -126,11 +130,7 @@ def test_an_event_a_dead_triggerer_never_stored_comes_back_and_fires_again(queue
         second = Triggerer(trigger_id=2)  # the restarted triggerer
         again, seq = await second.next_event()  # once the visibility timeout passes
         assert again.payload["batch_id"] == "b-002" and again.payload["receive_count"] == 2
-        second.manager.confirm_persisted([seq])
-        pending = asyncio.ensure_future(anext(second.events))
-        await _until(lambda: counts(sqs, url) == (0, 0))
-        pending.cancel()
-        await second.crash()
+        await second.store_and_stop(seq, deleted=lambda: counts(sqs, url) == (0, 0))
 
     asyncio.run(scenario())
 
@@ -144,11 +144,7 @@ def test_an_event_for_a_key_that_is_not_a_marker_starts_nothing_and_is_dropped(q
         triggerer = Triggerer()
         event, seq = await triggerer.next_event()  # the marker's, the other one fired nothing
         assert event.payload["batch_id"] == "b-003"
-        triggerer.manager.confirm_persisted([seq])
-        pending = asyncio.ensure_future(anext(triggerer.events))
-        await _until(lambda: counts(sqs, url) == (0, 0))
-        pending.cancel()
-        await triggerer.crash()
+        await triggerer.store_and_stop(seq, deleted=lambda: counts(sqs, url) == (0, 0))
 
     asyncio.run(scenario())
     logged = capsys.readouterr().out  # the trigger's log (the triggerer's, on a real deployment)
