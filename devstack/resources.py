@@ -34,9 +34,10 @@ WAREHOUSE_JDBC_CONNECTION = LOCAL.glue_connection("warehouse_jdbc")
 # bucket sends its events to EventBridge, and a rule on the default bus, named as the queue it
 # feeds, sends those of markers to the pipeline's SQS queue (environment.MARKER_QUEUES). The
 # deployment template declares the same: tests/unit/test_deploy_template.py holds it to these.
-# A received message stays invisible longer than the triggerer's shared-stream ack timeout (300 s),
-# since it is deleted only once its asset event is stored; one received 5 times without that
-# goes to the queue's dead-letter queue, which keeps it 14 days (SQS's maximum).
+# The queue's default visibility timeout; the trigger sets its own on each receive (the triggerer's
+# shared-stream ack timeout + 30 s, etl_toolkit.settings), since a message is deleted only once its
+# asset event is stored. One received 5 times without that goes to the queue's dead-letter queue,
+# which keeps it 14 days (SQS's maximum).
 MARKER_QUEUE_VISIBILITY_TIMEOUT = 360
 MARKER_QUEUE_MAX_RECEIVE_COUNT = 5
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600

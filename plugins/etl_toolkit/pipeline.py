@@ -143,8 +143,10 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                 if events:
                     with frame.active():
                         next_run = request_next_run(frame)
+                    # After every task, not only the last ones: a failure ends the main line early,
+                    # and the teardown must still wait for the steps beside it.
                     for task in dag.tasks:
-                        if task is not next_run and not task.downstream_list:
+                        if task is not next_run:
                             task >> next_run
             return dag
 

@@ -56,7 +56,9 @@ def test_the_event_mode_schedules_on_the_markers_asset_or_the_sweep_and_has_no_s
     assert "wait_for_marker" not in events_dag.task_ids
     teardown = events_dag.get_task("request_next_run")
     assert teardown.is_teardown and not teardown.downstream_list
-    # after every other task: the one leaf, and a teardown (it never changes the run's state)
+    # after every other task (each one directly: a failure ends the main line early), the one leaf,
+    # and a teardown (it never changes the run's state)
+    assert teardown.upstream_task_ids == set(events_dag.task_ids) - {"request_next_run"}
     assert {task.task_id for task in events_dag.tasks if not task.downstream_list} == {"request_next_run"}
 
 

@@ -47,7 +47,7 @@ def queue(moto_endpoint, monkeypatch):
     name = f"markers-{uuid.uuid4().hex[:8]}"
     names = {**environment.LOCAL, "name": "unit", "queues": {**environment.LOCAL["queues"], QUEUE_KEY: name}}
     monkeypatch.setattr(environment, "current", lambda: environment.validate(names))
-    monkeypatch.setattr(marker_events, "MARKER_QUEUE_VISIBILITY_SECONDS", 2)
+    monkeypatch.setattr(marker_events, "MARKER_QUEUE_VISIBILITY_SECONDS", 5)
     monkeypatch.setattr(marker_events, "MARKER_QUEUE_WAIT_SECONDS", 1)
     sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name=REGION,
                        aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
@@ -110,7 +110,7 @@ def test_a_marker_event_names_its_batch_and_is_deleted_only_once_its_event_is_st
         assert event.payload["batch_id"] == "b-001"
         assert event.payload["key"] == "batch-completion/b-001.json" and event.payload["bucket"] == LANDING
         assert seq is not None  # the event gates the message's deletion (ack mode)
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1)
         assert counts(sqs, url) == (0, 1)  # received, held invisible, not deleted: not stored yet
         await triggerer.store_and_stop(seq, deleted=lambda: counts(sqs, url) == (0, 0))
 

@@ -65,6 +65,7 @@ class MarkerQueueProducer(SharedStreamProducer):
         self.queue = queue
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
+        self._connection = None
         self._client = None
         self._queue_url: str | None = None
 
@@ -75,45 +76,55 @@ class MarkerQueueProducer(SharedStreamProducer):
         # The queue's name is the environment's (the Variable): read where the trigger runs.
         name = (await sync_to_async(environment.current)()).queue(self.queue)
         hook = SqsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
-        async with await hook.get_async_conn() as client:
-            self._client = client
-            self._queue_url = (await client.get_queue_url(QueueName=name))["QueueUrl"]
-            _log.info("Reading marker events from %s", self._queue_url)
-            while True:
-                answer = await client.receive_message(
-                    QueueUrl=self._queue_url,
-                    MaxNumberOfMessages=_SQS_BATCH,
-                    # Long polling: the receive returns as soon as a message arrives.
-                    WaitTimeSeconds=MARKER_QUEUE_WAIT_SECONDS,
-                    # Longer than the shared stream's ack timeout: the message cannot come back
-                    # while its event is still on its way to the database.
-                    VisibilityTimeout=MARKER_QUEUE_VISIBILITY_SECONDS,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
-                )
-                for message in answer.get("Messages", []):
-                    raw = {
-                        "body": message["Body"],
-                        "message_id": message["MessageId"],
-                        "receive_count": int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
-                    }
-                    yield raw, {"Id": message["MessageId"], "ReceiptHandle": message["ReceiptHandle"]}
+        # Entered here and left in aclose(), not in this generator: the triggerer still advances
+        # (deletes) what was stored after the stream has stopped.
+        self._connection = await hook.get_async_conn()
+        self._client = await self._connection.__aenter__()
+        self._queue_url = (await self._client.get_queue_url(QueueName=name))["QueueUrl"]
+        _log.info("Reading marker events from %s", self._queue_url)
+        while True:
+            answer = await self._client.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=_SQS_BATCH,
+                # Long polling: the receive returns as soon as a message arrives.
+                WaitTimeSeconds=MARKER_QUEUE_WAIT_SECONDS,
+                # Longer than the shared stream's ack timeout: the message cannot come back while
+                # its event is still on its way to the database.
+                VisibilityTimeout=MARKER_QUEUE_VISIBILITY_SECONDS,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+            for message in answer.get("Messages", []):
+                raw = {
+                    "body": message["Body"],
+                    "message_id": message["MessageId"],
+                    "receive_count": int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                }
+                yield raw, message["ReceiptHandle"]
 
     async def advance(self, batch: Sequence[AdvanceItem]) -> None:
         done = [item.broker_payload for item in batch if item.outcome.rejected or item.outcome.is_clean]
         again = [item.broker_payload for item in batch if not (item.outcome.rejected or item.outcome.is_clean)]
-        for start in range(0, len(done), _SQS_BATCH):
-            answer = await self._client.delete_message_batch(
-                QueueUrl=self._queue_url, Entries=done[start : start + _SQS_BATCH]
-            )
-            if answer.get("Failed"):
-                # Raising ends the stream; the messages come back and their runs are no-ops.
-                raise RuntimeError(f"could not delete marker events from {self._queue_url}: {answer['Failed']}")
-        for start in range(0, len(again), _SQS_BATCH):
-            # Not stored (or nobody was listening): visible again now, not after the timeout.
-            entries = [{**payload, "VisibilityTimeout": 0} for payload in again[start : start + _SQS_BATCH]]
-            await self._client.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
+        # A failed entry is logged, not raised: raising would end the stream for every trigger, and
+        # a message not deleted only comes back as an event whose run finds nothing to do.
+        await self._each_batch("delete_message_batch", done, {})
+        # Not stored (or nobody was listening): visible again now, not after the timeout.
+        await self._each_batch("change_message_visibility_batch", again, {"VisibilityTimeout": 0})
         if again:
             _log.warning("%d marker event(s) were not stored as asset events: back in the queue", len(again))
+
+    async def _each_batch(self, call: str, receipts: list[str], extra: dict[str, Any]) -> None:
+        for start in range(0, len(receipts), _SQS_BATCH):
+            # Ids by position: SQS may hand one message out twice, and Ids must differ in a batch.
+            entries = [{"Id": str(n), "ReceiptHandle": receipt, **extra}
+                       for n, receipt in enumerate(receipts[start : start + _SQS_BATCH])]  # fmt: skip
+            answer = await getattr(self._client, call)(QueueUrl=self._queue_url, Entries=entries)
+            for failed in answer.get("Failed", []):
+                _log.error("%s on %s failed for an entry: %s", call, self._queue_url, failed)
+
+    async def aclose(self) -> None:
+        if self._connection is not None:
+            await self._connection.__aexit__(None, None, None)
+            self._connection = self._client = None
 
 
 class MarkerEventTrigger(BaseEventTrigger):
