@@ -24,6 +24,7 @@ costs at most a run that says it had nothing to do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -65,7 +66,7 @@ class MarkerQueueProducer(SharedStreamProducer):
         self.queue = queue
         self.aws_conn_id = aws_conn_id
         self.region_name = region_name
-        self._connection = None
+        self._exits = contextlib.AsyncExitStack()
         self._client = None
         self._queue_url: str | None = None
 
@@ -78,8 +79,7 @@ class MarkerQueueProducer(SharedStreamProducer):
         hook = SqsHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
         # Entered here and left in aclose(), not in this generator: the triggerer still advances
         # (deletes) what was stored after the stream has stopped.
-        self._connection = await hook.get_async_conn()
-        self._client = await self._connection.__aenter__()
+        self._client = await self._exits.enter_async_context(await hook.get_async_conn())
         self._queue_url = (await self._client.get_queue_url(QueueName=name))["QueueUrl"]
         _log.info("Reading marker events from %s", self._queue_url)
         while True:
@@ -122,9 +122,8 @@ class MarkerQueueProducer(SharedStreamProducer):
                 _log.error("%s on %s failed for an entry: %s", call, self._queue_url, failed)
 
     async def aclose(self) -> None:
-        if self._connection is not None:
-            await self._connection.__aexit__(None, None, None)
-            self._connection = self._client = None
+        await self._exits.aclose()
+        self._client = None
 
 
 class MarkerEventTrigger(BaseEventTrigger):
