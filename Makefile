@@ -21,6 +21,7 @@ GLUE5_PYTHON     ?= python3.11
 GLUE5_VENV       := .local/glue5-venv
 GLUE5_STAMP      := $(GLUE5_VENV)/.installed
 GLUE5_TESTS      := tests/unit/test_orders_glue_scripts.py tests/unit/test_orders_batch.py \
+                    tests/unit/test_orders_dedupe_explode.py \
                     tests/unit/test_totesys_glue_scripts.py tests/unit/test_totesys_remodel.py \
                     tests/unit/test_ecommerce_glue_script.py tests/unit/test_glue_wheels.py \
                     tests/unit/test_arrow_postgres.py

@@ -21,9 +21,11 @@ Needs pyarrow and numpy only.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +37,8 @@ import pyarrow.parquet as pq
 KEY_COLUMNS = ["order_id", "processing_ts", "run_id"]
 PROCESSING_TS = pa.timestamp("ms", tz="UTC")
 READ_BATCH_ROWS = 65_536
+
+T = TypeVar("T")
 
 
 class BatchReadError(RuntimeError):
@@ -103,8 +107,10 @@ def list_objects(
 
 
 def _open(fs: pafs.FileSystem, path: str, required_columns: Sequence[str] = KEY_COLUMNS) -> pq.ParquetFile:
-    """The object as a parquet file; opening it reads its footer only."""
-    parquet = pq.ParquetFile(fs.open_input_file(path), coerce_int96_timestamp_unit="ms")
+    """The object as a parquet file; opening it reads its footer only. A read then fetches the
+    column chunks it needs in a few coalesced requests (pre_buffer), not in one request per
+    chunk or page, which on S3 cost more than the bytes; they are held until the read is done."""
+    parquet = pq.ParquetFile(fs.open_input_file(path), coerce_int96_timestamp_unit="ms", pre_buffer=True)
     missing = [c for c in dict.fromkeys([*required_columns, "run_id"]) if c not in parquet.schema_arrow.names]
     if missing:
         raise ValueError(f"missing columns {missing}")
@@ -124,14 +130,33 @@ def _row_groups_of_batch(parquet: pq.ParquetFile, batch_id: str) -> Iterator[tup
     for index, first_row in _row_groups(parquet):
         group = parquet.metadata.row_group(index)
         stats = next(
-            (group.column(c).statistics for c in range(group.num_columns)
-             if group.column(c).path_in_schema == "run_id"),
+            (
+                group.column(c).statistics
+                for c in range(group.num_columns)
+                if group.column(c).path_in_schema == "run_id"
+            ),
             None,
         )
         if stats is not None and stats.has_min_max and isinstance(stats.min, str):
             if not stats.min <= batch_id <= stats.max:
                 continue
         yield index, first_row
+
+
+def _consecutive(row_groups: Iterable[tuple[int, int]]) -> Iterator[tuple[int, list[int]]]:
+    """Runs of consecutive row groups: (index of the run's first row in the object, its row group
+    indices), from (row group index, index of its first row) in ascending order."""
+    run: list[int] = []
+    first_row = 0
+    for index, first in row_groups:
+        if run and index != run[-1] + 1:
+            yield first_row, run
+            run = []
+        if not run:
+            first_row = first
+        run.append(index)
+    if run:
+        yield first_row, run
 
 
 def _list_length_column(parquet: pq.ParquetFile, column: str) -> str:
@@ -145,6 +170,18 @@ def _list_length_column(parquet: pq.ParquetFile, column: str) -> str:
     if not leaves:
         return column
     return min(leaves, key=lambda leaf: leaf.physical_type == "BYTE_ARRAY").path
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items`` in order, each next one already being produced on a thread of its own while the
+    caller works on the current one: pyarrow releases the GIL while it fetches and decodes, so
+    reading overlaps the caller's work. One item is held ahead, no more."""
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as thread:
+        upcoming = thread.submit(next, items, end)
+        while (item := upcoming.result()) is not end:
+            upcoming = thread.submit(next, items, end)
+            yield item
 
 
 @contextmanager
@@ -172,24 +209,74 @@ def select_latest_copies(keys: pa.Table, carry: Sequence[str] = ()) -> tuple[pa.
     columns = ["file_index", "row_index", *carry]
     if keys.num_rows == 0:
         return keys.select(columns), 0
-    # Sort positions, not the table: only the ids are copied, which keeps pass 1 small.
-    order = pc.sort_indices(
-        keys,
-        sort_keys=[
-            ("order_id", "ascending"),
-            ("processing_ts", "descending"),
-            ("file_index", "descending"),
-            ("row_index", "descending"),
-        ],
-    )
-    ids = keys.column("order_id").take(order).combine_chunks()
-    first_of_order = pa.concat_arrays(
-        [pa.array([True]), pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1))]
-    )
-    del ids
-    winners = keys.select(columns).take(order.filter(first_of_order))
-    winners = winners.sort_by([("file_index", "ascending"), ("row_index", "ascending")])
+    # Most orders land once, and a row whose id hash no other row shares is the only copy of its
+    # order. Only the other rows (the copies, and the rare hash collision) are grouped by their
+    # actual ids and ranked: sorting or dictionary-encoding every string id costs several times more.
+    ids = keys.column("order_id")
+    hashes = _id_hashes(ids)
+    by_hash = np.argsort(hashes)
+    shared = hashes[by_hash[1:]] == hashes[by_hash[:-1]]
+    maybe_copy = np.zeros(keys.num_rows, dtype=bool)
+    maybe_copy[by_hash[1:][shared]] = True
+    maybe_copy[by_hash[:-1][shared]] = True
+    candidates = np.flatnonzero(maybe_copy)
+    keep = np.ones(keys.num_rows, dtype=bool)
+    if len(candidates):
+        taken = pa.array(candidates)
+        codes = pc.dictionary_encode(ids.take(taken).combine_chunks(), null_encoding="encode").indices.to_numpy()
+        stamps = keys.column("processing_ts").take(taken)
+        # The copy that wins sorts last among its order's: by (has a timestamp, timestamp, file, row).
+        ranked = np.lexsort(
+            (
+                keys.column("row_index").to_numpy()[candidates],
+                keys.column("file_index").to_numpy()[candidates],
+                pc.fill_null(stamps.cast(pa.int64()), 0).to_numpy(),
+                pc.is_valid(stamps).to_numpy(),
+                codes,
+            )
+        )
+        grouped = codes[ranked]
+        last_of_order = np.append(grouped[1:] != grouped[:-1], True)
+        keep[candidates] = False
+        keep[candidates[ranked[last_of_order]]] = True
+    winners = keys.select(columns).filter(pa.array(keep))
+    files, rows = winners.column("file_index").to_numpy(), winners.column("row_index").to_numpy()
+    # scan_batch_keys gathers the keys object by object, row by row: already in order then.
+    if not np.all((files[1:] > files[:-1]) | ((files[1:] == files[:-1]) & (rows[1:] > rows[:-1]))):
+        winners = winners.take(pa.array(np.lexsort((rows, files))))
     return winners, keys.num_rows - winners.num_rows
+
+
+_HASH_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _id_hashes(ids: pa.ChunkedArray) -> np.ndarray:
+    """A 64-bit number per id, the same for equal ids (different ids share one only rarely).
+
+    Ids that all have one length, as UUIDs do, are hashed from their bytes in numpy, eight bytes
+    at a time; otherwise the ids' dictionary codes serve, exact but slower to make."""
+    hashes = []
+    for chunk in ids.chunks:
+        if not len(chunk):
+            continue
+        if chunk.null_count or chunk.type not in (pa.string(), pa.binary()):
+            break
+        offsets = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+        lengths = np.diff(offsets)
+        if (lengths != lengths[0]).any():
+            break
+        width = int(lengths[0])
+        data = np.frombuffer(chunk.buffers()[2] or b"", np.uint8)[offsets[0] : offsets[-1]]
+        padded = np.zeros((len(chunk), -(-width // 8) * 8), dtype=np.uint8)
+        padded[:, :width] = data.reshape(len(chunk), width)
+        chunk_hashes = np.full(len(chunk), width, dtype=np.uint64)
+        for word in padded.view(np.uint64).T:
+            chunk_hashes = (chunk_hashes ^ word) * _HASH_MULTIPLIER
+        hashes.append(chunk_hashes)
+    else:
+        return np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
+    codes = pc.dictionary_encode(ids.combine_chunks(), null_encoding="encode").indices
+    return codes.to_numpy().astype(np.uint64)
 
 
 def dedupe_orders(orders: pa.Table) -> tuple[pa.Table, int]:
@@ -217,18 +304,20 @@ def batch_keys(
     positions = np.flatnonzero(mine.to_numpy(zero_copy_only=False))
     if not len(positions):
         return None
-    taken = pa.array(positions)
-    order_ids = batch.column("order_id").take(taken)
+    # A row group usually holds one batch only: then its columns are used as they are, not copied.
+    if len(positions) < batch.num_rows:
+        batch = batch.take(pa.array(positions))
+    order_ids = batch.column("order_id")
     if order_ids.null_count:
         raise ValueError(f"{order_ids.null_count} rows of the batch have a null order_id")
     columns = {
         "order_id": order_ids,
-        "processing_ts": conform(batch.column("processing_ts").take(taken), PROCESSING_TS),
+        "processing_ts": conform(batch.column("processing_ts"), PROCESSING_TS),
         "file_index": pa.array(np.full(len(positions), file_index, dtype=np.int32)),
         "row_index": pa.array(positions + first_row),
     }
     if lines_of is not None:
-        lengths = pc.list_value_length(batch.column(lines_of).take(taken))
+        lengths = pc.list_value_length(batch.column(lines_of))
         columns["lines"] = pc.cast(pc.fill_null(lengths, 0), pa.int64())
     return pa.table(columns)
 
@@ -258,6 +347,22 @@ class BatchKeys:
         return sum(len(rows) for rows in self.winners.values())
 
 
+def _key_batches(
+    fs: pafs.FileSystem, objects: list[str], batch_id: str, required_columns: Sequence[str], lines_of: str | None
+) -> Iterator[tuple[int, int, pa.RecordBatch]]:
+    """(file index, index of its first row in the object, record batch) of the key columns of
+    every row group that can hold the batch."""
+    for file_index, path in enumerate(objects):
+        with _reading(path, batch_id):
+            parquet = _open(fs, path, required_columns)
+            columns = [*KEY_COLUMNS, *([_list_length_column(parquet, lines_of)] if lines_of else [])]
+            for first_row, row_groups in _consecutive(_row_groups_of_batch(parquet, batch_id)):
+                # Consecutive row groups in one read: their column chunks are fetched together.
+                for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=row_groups, columns=columns):
+                    yield file_index, first_row, batch
+                    first_row += batch.num_rows
+
+
 def scan_batch_keys(
     fs: pafs.FileSystem,
     objects: list[str],
@@ -271,17 +376,12 @@ def scan_batch_keys(
     only (one leaf column, not the elements' values)."""
     chunks: list[pa.Table] = []
     holding: set[int] = set()
-    for file_index, path in enumerate(objects):
-        with _reading(path, batch_id):
-            parquet = _open(fs, path, [*required_columns, *([lines_of] if lines_of else [])])
-            columns = [*KEY_COLUMNS, *([_list_length_column(parquet, lines_of)] if lines_of else [])]
-            for row_group, first_row in _row_groups_of_batch(parquet, batch_id):
-                offset = first_row
-                for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=[row_group], columns=columns):
-                    if (keys := batch_keys(batch, batch_id, file_index, offset, lines_of)) is not None:
-                        chunks.append(keys)
-                        holding.add(file_index)
-                    offset += batch.num_rows
+    batches = _key_batches(fs, objects, batch_id, [*required_columns, *([lines_of] if lines_of else [])], lines_of)
+    for file_index, first_row, batch in read_ahead(batches):
+        with _reading(objects[file_index], batch_id):
+            if (keys := batch_keys(batch, batch_id, file_index, first_row, lines_of)) is not None:
+                chunks.append(keys)
+                holding.add(file_index)
     result = BatchKeys(objects=objects, holding=sorted(holding), lines=0 if lines_of else None)
     if not chunks:
         return result
@@ -295,6 +395,8 @@ def scan_batch_keys(
         result.lines = int(pc.sum(winners.column("lines")).as_py() or 0)
     files = winners.column("file_index").to_numpy()
     rows = winners.column("row_index").to_numpy()
-    for file_index in np.unique(files):
-        result.winners[int(file_index)] = rows[files == file_index]
+    # The winners are in (file_index, row_index) order: each object's rows are one run.
+    file_indices, firsts = np.unique(files, return_index=True)
+    for file_index, object_rows in zip(file_indices, np.split(rows, firsts[1:]), strict=True):
+        result.winners[int(file_index)] = object_rows
     return result
