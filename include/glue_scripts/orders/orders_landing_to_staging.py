@@ -375,10 +375,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     log(f"batch {batch_id}: {len(prefixes)} hour partitions from s3://{args['landing_bucket']}/{prefixes[0]}")
     with ThreadPoolExecutor(max_workers=1) as loading:
-        s3 = loading.submit(s3_client)  # boto3 takes a while to import: it does so while pass 1 reads
+        client_ready = loading.submit(s3_client)  # boto3 takes a while to import: it does so while pass 1 reads
         objects = list_objects(fs, args["landing_bucket"], prefixes, log)
         keys = scan_batch_keys(fs, objects, batch_id, required_columns=READ_COLUMNS)
-        s3 = s3.result()
+        s3 = client_ready.result()
     log(f"pass 1: {keys.rows_read} rows of the batch, {keys.orders} orders, {keys.duplicates} duplicates dropped")
     writer = StagingWriter(s3, location, job_run_id)
     versions = StagingWriter(s3, versions_location, job_run_id, VERSIONS_SCHEMA)
