@@ -51,15 +51,18 @@ def dagbag():
 
 
 class _TaskInstance:
-    """What the templates ask of ``ti``: the claimed batch, as claim_batch returns it."""
+    """What the templates ask of ``ti``: the claimed batch, as claim_batch leaves it (XCom ``claim``)."""
 
     def __init__(self, claim: dict):
         self.claim = claim
 
-    def xcom_pull(self, task_ids=None, **_):
+    def xcom_pull(self, task_ids=None, key="return_value", **_):
+        from etl_toolkit.tasks.frame import CLAIM_KEY
+
         if task_ids == "plan_batch":
             return {"batch_id": "totesys-20260101T000000.000000", "tables": ["staff", "payment"]}
-        return self.claim
+        # A template still reading the claim task's return value (the branch it took) gets nothing.
+        return self.claim if key == CLAIM_KEY else None
 
 
 def rendered_fields(task, dag) -> dict:

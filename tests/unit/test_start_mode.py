@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from etl_toolkit.settings import CONFIG_OPTIONS, START_MODES, start_mode
+from etl_toolkit.settings import CONFIG_OPTIONS, start_mode
 
 
 def test_the_sensor_mode_is_the_default(monkeypatch):
@@ -31,4 +31,3 @@ def test_every_pipeline_with_a_marker_queue_has_its_own_option():
 
     pipelines = {queue.removesuffix("_markers") for queue in environment.MARKER_QUEUES}
     assert {f"{pipeline}_start_mode" for pipeline in pipelines} <= set(CONFIG_OPTIONS)
-    assert START_MODES[0] == "sensor"  # the default comes first
