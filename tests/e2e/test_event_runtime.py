@@ -141,7 +141,9 @@ def task_log(runtime: Runtime, run_id: str, task_id: str) -> str:
 
 
 def triggerer_log(runtime: Runtime) -> str:
-    return (runtime.state_dir / "airflow" / "logs" / "triggerer.log").read_text(errors="replace")
+    """What the triggerer logged so far; nothing before it starts (after the API server answers)."""
+    path = runtime.state_dir / "airflow" / "logs" / "triggerer.log"
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def triggerer_pid(runtime: Runtime) -> int:
