@@ -382,13 +382,24 @@ def test_expected_counts_that_disagree_with_the_data_fail_with_the_counts_table(
     assert batch_status(warehouse, "e2e-short") == "FAILED"
 
 
+@pytest.fixture
+def planted(aws):
+    """Keys of landing objects a test plants to break its batch, deleted after it: a later test
+    whose marker has no window reads the footers of every object under the landing prefix."""
+    keys: list[str] = []
+    yield keys
+    for key in keys:
+        aws("s3").delete_object(Bucket=LANDING, Key=key)
+
+
 def test_a_corrupt_parquet_file_fails_naming_the_object_and_loads_nothing(
-    aws, orders_dag, inbox, warehouse, batch_start
+    aws, orders_dag, inbox, warehouse, batch_start, planted
 ):
     write_orders_batch(
         aws("s3"), LANDING, "e2e-corrupt", orders=50, seed=17, started_at=batch_start, write_marker=False
     )
     corrupt_key = f"{hour_prefix(batch_start)}corrupt-delivery.parquet"
+    planted.append(corrupt_key)
     aws("s3").put_object(Bucket=LANDING, Key=corrupt_key, Body=b"PAR1 this is not a parquet file")
     write_marker(
         aws("s3"),
@@ -411,7 +422,7 @@ def test_a_corrupt_parquet_file_fails_naming_the_object_and_loads_nothing(
 
 @pytest.mark.parametrize("drift", ["missing column", "wrong type"])
 def test_schema_drift_fails_the_schema_check_with_the_failed_expectations(
-    aws, orders_dag, inbox, warehouse, batch_start, drift
+    aws, orders_dag, inbox, warehouse, batch_start, drift, planted
 ):
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -429,7 +440,8 @@ def test_schema_drift_fails_the_schema_check_with_the_failed_expectations(
             table.schema.get_field_index("order_ts"), "order_ts", pc.cast(table["order_ts"], pa.string())
         )
         expectation = "expect_column_arrow_type_to_be"
-    put_parquet(aws, f"{hour_prefix(batch_start)}drifted.parquet", table.filter(pc.equal(table["run_id"], batch_id)))
+    planted.append(f"{hour_prefix(batch_start)}drifted.parquet")
+    put_parquet(aws, planted[-1], table.filter(pc.equal(table["run_id"], batch_id)))
     write_marker(aws("s3"), LANDING, batch_id, {**marker, "expected_counts": {}})
 
     dag_run, tis = run_dag(orders_dag)
