@@ -10,12 +10,12 @@ rule on `batch-completion/`, two crawlers, four Glue jobs, the DynamoDB audit ta
    `fo-to-dw-orders-landing-area`; `claim_batch` takes the oldest marker and claims the batch.
 2. Landing: Glue `orders_audit_landing` counts the batch's orders and product lines after
    at-least-once duplicates are dropped and lists its files → `count_landing` records the count
-   (compared with the marker's `expected_counts`) → Great Expectations checks those files' schema
-   from their parquet footers. Beside it, the landing crawler catalogs the files, then
+   (compared with the marker's `expected_counts`) and, beside it, Great Expectations checks those
+   files' schema from their parquet footers. Beside them, the landing crawler catalogs the files, then
    `create_warehouse_tables` makes sure the warehouse's tables exist before the load.
 3. Glue `orders_landing_to_staging` explodes products into lines (the batch's files and the
-   latest-copy rule come from `orders_batch.py`, shared with the audit job) → staging crawler
-   (`staging_` prefix) → schema check → audit count (must equal landing).
+   latest-copy rule come from `orders_batch.py`, shared with the audit job) → side by side: the
+   staging crawler (`staging_` prefix), the schema check and the audit count (must equal landing).
 4. Glue `orders_staging_to_warehouse_staging` COPYs the batch into `orders.stg_order_lines` →
    audit count → `load_final_table` replaces the batch's orders in `orders.fact_order_lines` and
    checks the count in the same transaction → audit count.
@@ -106,17 +106,20 @@ def orders_pipeline(batch):
             script_args={**window, "--audit_bucket": STAGING_BUCKET,
                          "--audit_key": LANDING_REPORT.format(batch_id=batch.batch_id)},  # fmt: skip
         ),
-        audit.count_report(
-            "landing",
-            bucket=STAGING_BUCKET,
-            key=LANDING_REPORT,
-            entities={"orders": "orders", "order_lines": "order_lines"},
-            rows="orders",
-            details=("duplicates_dropped", "rows_read", "objects_listed", "partitions"),
-        ),
-        quality.check_objects_in_report(
-            "landing", bucket=LANDING_BUCKET, report_bucket=STAGING_BUCKET, report_key=LANDING_REPORT
-        ),
+        # The count and the schema check read the same report and footers: side by side.
+        [
+            audit.count_report(
+                "landing",
+                bucket=STAGING_BUCKET,
+                key=LANDING_REPORT,
+                entities={"orders": "orders", "order_lines": "order_lines"},
+                rows="orders",
+                details=("duplicates_dropped", "rows_read", "objects_listed", "partitions"),
+            ),
+            quality.check_objects_in_report(
+                "landing", bucket=LANDING_BUCKET, report_bucket=STAGING_BUCKET, report_key=LANDING_REPORT
+            ),
+        ],
         # -- staging ----------------------------------------------------------------------------------
         glue.GlueJob(
             task_id="landing_to_staging",
@@ -127,14 +130,20 @@ def orders_pipeline(batch):
                          "--versions_prefix": VERSIONS_PREFIX},  # fmt: skip
             outlets=[STAGING],
         ),
-        glue.CatalogCrawler(
-            task_id="crawl_staging",
-            config=glue.crawler_config(
-                "orders-staging-area-crawler", f"s3://{STAGING_BUCKET}/orders/", table_prefix="staging_"
+        # The crawler catalogs staging for Athena's users; the check and the count read the batch's
+        # parquet footers themselves. All three side by side, before the warehouse load.
+        [
+            glue.CatalogCrawler(
+                task_id="crawl_staging",
+                config=glue.crawler_config(
+                    "orders-staging-area-crawler", f"s3://{STAGING_BUCKET}/orders/", table_prefix="staging_"
+                ),
             ),
-        ),
-        quality.check_parquet("staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/"),
-        audit.count_parquet("staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/", entity="order_lines"),
+            quality.check_parquet("staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/"),
+            audit.count_parquet(
+                "staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/", entity="order_lines"
+            ),
+        ],
         # -- warehouse --------------------------------------------------------------------------------
         to_warehouse_staging,
         audit.count_sql("warehouse_staging", file="count_warehouse_staging.sql", entity="order_lines"),

@@ -47,6 +47,7 @@ RESTARTED = ("triggerer",)
 MAX_RESTARTS = 5
 PLUGINS_FOLDER = REPO_ROOT / "plugins"
 FORKSERVER_PRELOAD = "etl_toolkit.preload"
+LOCAL_GLUE_POLL_SECONDS = "0.5"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 STARTUP_TIMEOUT = 180  # seconds from the stack being ready to the API server answering
 STOP_TIMEOUT = 20  # seconds each step of the shutdown waits before it kills
@@ -92,8 +93,9 @@ def airflow_settings(port: int) -> dict[str, str]:
         # second instead of every second: each step of a run starts that much sooner, for a few
         # more metadata queries a second.
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
-        # Each Glue job status poll is a wait for the person watching the UI.
-        "AIRFLOW__ETL__GLUE_POLL_SECONDS": os.environ.get("AIRFLOW__ETL__GLUE_POLL_SECONDS", "2"),
+        # A local Glue job takes a second or two: polled every 2 s, a job that ends just after a look
+        # keeps its task (and the next one) waiting for most of the job's own time again.
+        "AIRFLOW__ETL__GLUE_POLL_SECONDS": os.environ.get("AIRFLOW__ETL__GLUE_POLL_SECONDS", LOCAL_GLUE_POLL_SECONDS),
     }
 
 

@@ -412,7 +412,9 @@ def test_airflow_processes_get_the_variables_and_connections_of_make_stack(servi
     for key, folder in CONTAINER_PATH_VARIABLES.items():
         if folder:
             assert (REPO / mounts[compose_env[key]]).resolve() == REPO / folder, key
-    assert compose_env["AIRFLOW__ETL__GLUE_POLL_SECONDS"] == "2"
+    from devstack.airflow import LOCAL_GLUE_POLL_SECONDS
+
+    assert compose_env["AIRFLOW__ETL__GLUE_POLL_SECONDS"] == LOCAL_GLUE_POLL_SECONDS  # as make airflow polls
 
 
 def test_every_airflow_process_shares_the_same_settings_and_mounts(services):
