@@ -1,5 +1,5 @@
-"""``python -m bench [names...] [--orders N] [--totesys-sales-orders N] [--ecommerce-transactions N]
-[--shipments N] [--repeat N]``: run
+"""``python -m bench [names...] [--orders N] [--dag-orders N] [--runtime-orders N]
+[--totesys-sales-orders N] [--ecommerce-transactions N] [--shipments N] [--repeat N]``: run
 benchmarks, each printing a ratio against its baseline; ``--list`` names them. ``make bench`` runs
 them all.
 
@@ -19,8 +19,10 @@ import time
 import traceback
 
 from bench.common import (
+    DEFAULT_DAG_ORDERS,
     DEFAULT_ECOMMERCE_TRANSACTIONS,
     DEFAULT_ORDERS,
+    DEFAULT_RUNTIME_ORDERS,
     DEFAULT_SHIPMENTS,
     DEFAULT_TOTESYS_SALES_ORDERS,
     Session,
@@ -39,6 +41,7 @@ BENCHMARKS = {
     "athena_query": "bench.athena_query",
     "shipping_json_to_parquet": "bench.shipping_json_to_parquet",
     "orders_dag": "bench.orders_dag",
+    "orders_runtime": "bench.orders_runtime",
     "worker_memory": "bench.worker_memory",
     "totesys_cycle": "bench.totesys_cycle",
 }
@@ -69,6 +72,18 @@ def main(argv: list[str] | None = None) -> int:
         help="big-batch size in orders (default: $BENCH_ORDERS or 1,000,000)",
     )
     parser.add_argument(
+        "--dag-orders",
+        type=int,
+        default=_size_default("BENCH_DAG_ORDERS", DEFAULT_DAG_ORDERS),
+        help="orders_dag's batch size in orders (default: $BENCH_DAG_ORDERS or 100,000)",
+    )
+    parser.add_argument(
+        "--runtime-orders",
+        type=int,
+        default=_size_default("BENCH_RUNTIME_ORDERS", DEFAULT_RUNTIME_ORDERS),
+        help="orders_runtime's batch size in orders (default: $BENCH_RUNTIME_ORDERS or 2,000)",
+    )
+    parser.add_argument(
         "--totesys-sales-orders",
         type=int,
         default=_size_default("BENCH_TOTESYS_SALES_ORDERS", DEFAULT_TOTESYS_SALES_ORDERS),
@@ -97,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    if args.orders < 2:
-        parser.error("--orders must be at least 2")
+    for option in ("orders", "dag_orders", "runtime_orders"):
+        if getattr(args, option) < 2:
+            parser.error(f"--{option.replace('_', '-')} must be at least 2")
     if args.totesys_sales_orders < 1:
         parser.error("--totesys-sales-orders must be at least 1")
     if args.ecommerce_transactions < 1:
@@ -111,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     session = Session(
         orders=args.orders,
+        dag_orders=args.dag_orders,
+        runtime_orders=args.runtime_orders,
         repeat=args.repeat,
         totesys_sales_orders=args.totesys_sales_orders,
         ecommerce_transactions=args.ecommerce_transactions,
@@ -120,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     errors: list[str] = []
     started = time.monotonic()
     print(
-        f"benchmarks: {', '.join(names)}; big batch {args.orders:,} orders; totesys source "
+        f"benchmarks: {', '.join(names)}; big batch {args.orders:,} orders; orders_dag {args.dag_orders:,} and "
+        f"orders_runtime {args.runtime_orders:,} orders; totesys source "
         f"{args.totesys_sales_orders:,} sales orders; e-commerce batch {args.ecommerce_transactions:,} "
         f"transactions; shipping batch {args.shipments:,} records; work folder {session.workdir}"
     )

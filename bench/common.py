@@ -38,6 +38,8 @@ STAGING_BUCKET = "fo-to-dw-orders-staging-area"
 REGION = "eu-west-1"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 DEFAULT_ORDERS = 1_000_000
+DEFAULT_DAG_ORDERS = 100_000
+DEFAULT_RUNTIME_ORDERS = 2_000
 WARMUP_ORDERS = 1_000
 TOTESYS_BUCKETS = ("totesys-ingestion", "totesys-processed")
 DEFAULT_TOTESYS_SALES_ORDERS = 100_000
@@ -513,6 +515,8 @@ class Session:
 
     orders: int
     repeat: int | None
+    dag_orders: int = DEFAULT_DAG_ORDERS
+    runtime_orders: int = DEFAULT_RUNTIME_ORDERS
     totesys_sales_orders: int = DEFAULT_TOTESYS_SALES_ORDERS
     ecommerce_transactions: int = DEFAULT_ECOMMERCE_TRANSACTIONS
     shipments: int = DEFAULT_SHIPMENTS
@@ -630,4 +634,7 @@ class Session:
             progress("stopping the local stack")
             self._stack.stop()
             self._stack = None
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if os.environ.get("BENCH_KEEP_WORKDIR"):  # the children's logs, to see where the time went
+            progress(f"work folder kept: {self.workdir}")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)

@@ -5,8 +5,8 @@ Replacing Step Functions with Airflow is only worth it if the orchestrator's sha
 small next to the work. The stack is the test suite's (``python -m devstack up`` on free ports);
 Airflow is configured as ``tests/conftest.py`` configures it (SQLite metadata database in a
 temporary AIRFLOW_HOME, AIRFLOW__ETL__GLUE_POLL_SECONDS=1), in a child process so that the configuration is
-set before Airflow is imported. The batch (BENCH_ORDERS / ``--orders``, with its completion marker)
-is found by the deferrable sensor, as in production.
+set before Airflow is imported. The batch (BENCH_DAG_ORDERS / ``--dag-orders``, default 100,000,
+with its completion marker) is found by the deferrable sensor, as in production.
 
 - baseline  the work: time inside the three Glue scripts (``orders_audit_landing``, which counts
   the landing layer from the data, ``orders_landing_to_staging`` and
@@ -20,9 +20,10 @@ Orchestration share = wall - Glue scripts - warehouse SQL. It covers Airflow its
 task start-up, XCom, the sensor) and the in-Airflow tasks, which read metadata only: the landing
 count from the audit job's JSON report, the Great Expectations schema checks and the staging count
 from parquet footers, the crawlers, reconcile and SNS; the block breaks it down. One run per
-``--repeat`` (default 1: it is the slowest benchmark), each in a fresh process on a fresh batch,
-after an untimed warm-up run on 1,000 orders that fills the bytecode cache. No target is
-set: the block reports.
+``--repeat`` (default 1), each on a fresh batch, in one process after an untimed warm-up run on
+1,000 orders: like a worker that has run tasks before, the process has paid its one-time costs
+(the in-process execution API's start, the Great Expectations import, the bytecode cache). Target: an
+orchestration share of at most 25 % of the wall time.
 """
 
 from __future__ import annotations
@@ -54,18 +55,24 @@ DAG_ID = "orders_pipeline"
 GLUE_JOBS = ("orders_audit_landing", "orders_landing_to_staging", "orders_staging_to_warehouse_staging")
 GLUE_TASKS = ("audit_landing", "landing_to_staging", "staging_to_warehouse_staging")
 SQL_TASKS = ("create_warehouse_tables", "load_final_table", "count_warehouse_staging", "count_final")
+TARGET_SHARE = 0.25
 
 
-def _run_dag(env: dict[str, str], workdir: Path, batch_id: str, label: str) -> dict:
-    """One ``dag.test()`` in a fresh child, with a progress line per finished task."""
-    result_file, log_file = workdir / f"{batch_id}.json", workdir / f"{batch_id}.log"
-    run = run_dag_child(["-m", __name__, batch_id, str(result_file)], env, log_file, label)
-    result = json.loads(result_file.read_text())
-    result["child_peak_rss_mb"] = run.peak_rss_mb
-    if result["state"] != "success" or not result["loaded"]:
-        states = {t["task_id"]: t["state"] for t in result["tasks"]}
-        raise RuntimeError(f"{DAG_ID} run for {batch_id} ended {result['state']}: {states}; log {log_file}")
-    return result
+def _run_dags(env: dict[str, str], workdir: Path, batch_ids: list[str]) -> list[dict]:
+    """One ``dag.test()`` per batch, one after another in one fresh child (a worker that has run
+    a batch before), with a progress line per finished task."""
+    result_file, log_file = workdir / "runs.json", workdir / "runs.log"
+    run = run_dag_child(["-m", __name__, str(result_file), *batch_ids], env, log_file, "dag.test()")
+    results = json.loads(result_file.read_text())
+    for batch_id, result in zip(batch_ids, results, strict=True):
+        result["child_peak_rss_mb"] = run.peak_rss_mb
+        if result["state"] != "success" or result["claimed"] != batch_id or not result["loaded"]:
+            states = {t["task_id"]: t["state"] for t in result["tasks"]}
+            raise RuntimeError(
+                f"{DAG_ID} run for {batch_id} ended {result['state']} having claimed {result['claimed']}: "
+                f"{states}; log {log_file}"
+            )
+    return results
 
 
 def _breakdown(result: dict) -> dict:
@@ -76,17 +83,16 @@ def run(session: Session) -> list[Verdict]:
     repeat = session.repeats(1)
     workdir, env = airflow_setup(session, NAME)
 
-    warmup_batch = session.new_batch(WARMUP_ORDERS, write_marker=True)
-    progress(f"warm-up run on {WARMUP_ORDERS:,} orders (untimed; fills the bytecode cache) ...")
-    warmup = _breakdown(_run_dag(env, workdir, warmup_batch.batch_id, "warm-up"))
-
-    runs, results = [], []
-    for index in range(repeat):
-        batch = session.new_batch(session.orders, write_marker=True)
-        progress(f"run {index + 1}/{repeat}: {DAG_ID} on {batch.orders:,} orders with dag.test() ...")
-        result = _run_dag(env, workdir, batch.batch_id, f"run {index + 1}/{repeat}")
-        runs.append(_breakdown(result))
-        results.append(result)
+    # Oldest marker first: the warm-up batch is claimed first, then the measured ones in order.
+    batches = [session.new_batch(WARMUP_ORDERS, write_marker=True)]
+    batches += [session.new_batch(session.dag_orders, write_marker=True) for _ in range(repeat)]
+    progress(f"{DAG_ID} with dag.test(): a warm-up batch of {WARMUP_ORDERS:,} orders (untimed), then "
+             f"{repeat} of {session.dag_orders:,}, in one process ...")  # fmt: skip
+    results = _run_dags(env, workdir, [batch.batch_id for batch in batches])
+    warmup = _breakdown(results[0])
+    results = results[1:]
+    runs = [_breakdown(result) for result in results]
+    for index, result in enumerate(results):
         progress(f"run {index + 1}/{repeat}: {result['wall_seconds']:.1f} s")
 
     def med(key: str) -> float:
@@ -99,14 +105,14 @@ def run(session: Session) -> list[Verdict]:
     return [
         result_block(
             NAME,
-            f"{DAG_ID}, {session.orders:,} orders through dag.test()",
-            measured=f"{repeat} run(s) on fresh batches of {session.orders:,} orders, medians; stack on loopback",
+            f"{DAG_ID}, {session.dag_orders:,} orders through dag.test()",
+            measured=f"{repeat} run(s) on fresh batches of {session.dag_orders:,} orders, medians; stack on loopback",
             baseline=("work: Glue + SQL", f"{work:.1f} s (Glue scripts {glue:.1f} s + warehouse SQL <= {sql:.1f} s)"),
-            candidate=("dag.test() wall", f"{wall:.1f} s ({session.orders / wall:,.0f} orders/s end to end)"),
+            candidate=("dag.test() wall", f"{wall:.1f} s ({session.dag_orders / wall:,.0f} orders/s end to end)"),
             difference=f"orchestration share {orchestration:.1f} s = {orchestration / wall:.0%} of the wall time",
             ratio=f"wall / work = {wall / work:.2f}",
-            target="none set (report only)",
-            passed=None,
+            target=f"orchestration share <= {TARGET_SHARE:.0%}",
+            passed=orchestration / wall <= TARGET_SHARE,
             details=[
                 "orchestration share, broken down: "
                 f"Glue operators around their runs {med('glue_operator'):.1f} s (script upload, job update, "
@@ -117,8 +123,8 @@ def run(session: Session) -> list[Verdict]:
                 "slowest tasks: " + ", ".join(f"{task_id} {seconds:.1f} s" for task_id, seconds in slowest),
                 f"peak RSS of the dag.test() process (tasks run in it): "
                 f"{median([r['child_peak_rss_mb'] for r in results]):,.0f} MB",
-                f"warm-up run at {WARMUP_ORDERS:,} orders (fixed cost of a batch): {warmup['wall']:.1f} s wall, "
-                f"of which Glue {warmup['glue']:.1f} s, SQL <= {warmup['sql']:.1f} s",
+                f"warm-up run at {WARMUP_ORDERS:,} orders (with the process's one-time costs): "
+                f"{warmup['wall']:.1f} s wall, of which Glue {warmup['glue']:.1f} s, SQL <= {warmup['sql']:.1f} s",
             ],
         )
     ]
@@ -127,33 +133,36 @@ def run(session: Session) -> list[Verdict]:
 # -- inside the configured child: python -m bench.orders_dag BATCH_ID RESULT_FILE --------------------------
 
 
-def child_main(batch_id: str, result_file: Path) -> None:
+def child_main(result_file: Path, batch_ids: list[str]) -> None:
     import boto3
     from airflow.dag_processing.dagbag import DagBag
+
+    from devstack.runs import task_return_value
+    from etl_toolkit.tasks.frame import CLAIM_KEY
 
     dag = DagBag(dag_folder=str(REPO / "dags")).get_dag(DAG_ID)
     conf = {name: dag.params.get_param(name).value for name in dag.params}
     conf.update(batch_id=None, reprocess=False)  # wait for the marker, as a production run does
-    started_on = datetime.now(UTC)
-    started = time.perf_counter()
-    dag_run = dag.test(run_conf=conf)
-    wall = time.perf_counter() - started
-
-    glue_runs = glue_job_runs(GLUE_JOBS, started_on)
-    tasks = task_records(dag_run)
-    landing = boto3.client("s3").list_objects_v2(
-        Bucket="fo-to-dw-orders-landing-area", Prefix=f"batch-archive/loaded/{batch_id}.json"
-    )
-    result = {
-        "batch_id": batch_id,
-        "state": str(dag_run.state),
-        "wall_seconds": wall,
-        "glue_runs": glue_runs,
-        "tasks": tasks,
-        "loaded": landing.get("KeyCount", 0) > 0,  # the run took this batch and set its marker aside
-    }
-    result_file.write_text(json.dumps(result, default=str))
+    results = []
+    for batch_id in batch_ids:
+        started_on = datetime.now(UTC)
+        started = time.perf_counter()
+        dag_run = dag.test(run_conf=conf)
+        wall = time.perf_counter() - started
+        landing = boto3.client("s3").list_objects_v2(
+            Bucket="fo-to-dw-orders-landing-area", Prefix=f"batch-archive/loaded/{batch_id}.json"
+        )
+        results.append({
+            "batch_id": batch_id,
+            "claimed": (task_return_value(dag_run, "claim_batch", key=CLAIM_KEY) or {}).get("batch_id"),
+            "state": str(dag_run.state),
+            "wall_seconds": wall,
+            "glue_runs": glue_job_runs(GLUE_JOBS, started_on),
+            "tasks": task_records(dag_run),
+            "loaded": landing.get("KeyCount", 0) > 0,  # the run took this batch and set its marker aside
+        })  # fmt: skip
+    result_file.write_text(json.dumps(results, default=str))
 
 
 if __name__ == "__main__":
-    child_main(sys.argv[1], Path(sys.argv[2]))
+    child_main(Path(sys.argv[1]), sys.argv[2:])
