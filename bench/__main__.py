@@ -47,6 +47,17 @@ BENCHMARKS = {
 }
 
 
+# The sizes a command's benchmarks work on: option (and BENCH_<OPTION>), default, minimum, what it sizes.
+SIZE_OPTIONS = (
+    ("orders", DEFAULT_ORDERS, 2, "big-batch size in orders"),
+    ("dag_orders", DEFAULT_DAG_ORDERS, 2, "orders_dag's batch size in orders"),
+    ("runtime_orders", DEFAULT_RUNTIME_ORDERS, 2, "orders_runtime's batch size in orders"),
+    ("totesys_sales_orders", DEFAULT_TOTESYS_SALES_ORDERS, 1, "sales orders in the totesys source"),
+    ("ecommerce_transactions", DEFAULT_ECOMMERCE_TRANSACTIONS, 1, "e-commerce transactions in the upsert batch"),
+    ("shipments", DEFAULT_SHIPMENTS, 1, "shipping records in the shipping benchmarks' batch"),
+)
+
+
 def _summary_line(name: str) -> str:
     """The first paragraph of the benchmark's docstring, without its leading "name: "."""
     module = importlib.import_module(BENCHMARKS[name])
@@ -65,42 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         description="Benchmarks, each printing a ratio against a baseline run in the same command.",
     )
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
-    parser.add_argument(
-        "--orders",
-        type=int,
-        default=_size_default("BENCH_ORDERS", DEFAULT_ORDERS),
-        help="big-batch size in orders (default: $BENCH_ORDERS or 1,000,000)",
-    )
-    parser.add_argument(
-        "--dag-orders",
-        type=int,
-        default=_size_default("BENCH_DAG_ORDERS", DEFAULT_DAG_ORDERS),
-        help="orders_dag's batch size in orders (default: $BENCH_DAG_ORDERS or 100,000)",
-    )
-    parser.add_argument(
-        "--runtime-orders",
-        type=int,
-        default=_size_default("BENCH_RUNTIME_ORDERS", DEFAULT_RUNTIME_ORDERS),
-        help="orders_runtime's batch size in orders (default: $BENCH_RUNTIME_ORDERS or 2,000)",
-    )
-    parser.add_argument(
-        "--totesys-sales-orders",
-        type=int,
-        default=_size_default("BENCH_TOTESYS_SALES_ORDERS", DEFAULT_TOTESYS_SALES_ORDERS),
-        help="sales orders in the totesys source (default: $BENCH_TOTESYS_SALES_ORDERS or 100,000)",
-    )
-    parser.add_argument(
-        "--ecommerce-transactions",
-        type=int,
-        default=_size_default("BENCH_ECOMMERCE_TRANSACTIONS", DEFAULT_ECOMMERCE_TRANSACTIONS),
-        help="e-commerce transactions in the upsert batch (default: $BENCH_ECOMMERCE_TRANSACTIONS or 1,000,000)",
-    )
-    parser.add_argument(
-        "--shipments",
-        type=int,
-        default=_size_default("BENCH_SHIPMENTS", DEFAULT_SHIPMENTS),
-        help="shipping records in the shipping benchmarks' batch (default: $BENCH_SHIPMENTS or 1,000,000)",
-    )
+    for option, default, minimum, what in SIZE_OPTIONS:
+        variable = f"BENCH_{option.upper()}"
+        parser.add_argument(
+            f"--{option.replace('_', '-')}",
+            type=int,
+            default=_size_default(variable, default),
+            help=f"{what} (default: ${variable} or {default:,}; at least {minimum})",
+        )
     parser.add_argument("--repeat", type=int, help="samples per side (default: each benchmark's own)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
@@ -112,15 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    for option in ("orders", "dag_orders", "runtime_orders"):
-        if getattr(args, option) < 2:
-            parser.error(f"--{option.replace('_', '-')} must be at least 2")
-    if args.totesys_sales_orders < 1:
-        parser.error("--totesys-sales-orders must be at least 1")
-    if args.ecommerce_transactions < 1:
-        parser.error("--ecommerce-transactions must be at least 1")
-    if args.shipments < 1:
-        parser.error("--shipments must be at least 1")
+    for option, _, minimum, _ in SIZE_OPTIONS:
+        if getattr(args, option) < minimum:
+            parser.error(f"--{option.replace('_', '-')} must be at least {minimum}")
     names = args.names or list(BENCHMARKS)
 
     # SIGTERM (make interrupted, a CI timeout) unwinds like Ctrl-C, so the stack is stopped.
