@@ -130,7 +130,7 @@ def run(session: Session) -> list[Verdict]:
     ]
 
 
-# -- inside the configured child: python -m bench.orders_dag BATCH_ID RESULT_FILE --------------------------
+# -- inside the configured child: python -m bench.orders_dag RESULT_FILE BATCH_ID... --------------------------
 
 
 def child_main(result_file: Path, batch_ids: list[str]) -> None:

@@ -10,8 +10,8 @@ most of the time, so this is where its cost shows.
 in the sensor start mode; each batch's marker is written while the continuous run waits for it.
 
 - baseline  the work: time inside the three Glue scripts (each job run's StartedOn..CompletedOn,
-  stamped by the emulator when the script's process starts and ends) plus the durations of the
-  SQL tasks, as ``orders_dag`` counts it;
+  stamped by the emulator when the run starts and ends) plus the durations of the SQL tasks on
+  the critical path (an upper bound on the time inside SQL);
 - candidate the run from ``claim_batch`` starting to the run's end (the wait for the marker is
   the start mode's, measured by the event-mode tests).
 
@@ -27,6 +27,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +48,9 @@ NAME = "orders_runtime"
 DAG_ID = "orders_pipeline"
 TARGET_RATIO = 2.0
 GLUE_JOBS = ("orders_audit_landing", "orders_landing_to_staging", "orders_staging_to_warehouse_staging")
-SQL_TASKS = ("create_warehouse_tables", "load_final_table", "count_warehouse_staging", "count_final")
+# The SQL tasks on the way from the claim to the end (create_warehouse_tables runs beside the landing
+# layer, so its time is hidden, not saved): their whole durations, an upper bound on the SQL.
+SQL_TASKS = ("count_warehouse_staging", "load_final_table", "count_final")
 STARTUP_TIMEOUT = 300  # the stack, the metadata database's migration, four Airflow processes
 RUN_TIMEOUT = 300
 
@@ -106,8 +109,13 @@ class _Airflow:
             for run in self.api("GET", f"/dags/{DAG_ID}/dagRuns", order_by="-run_after", limit=20)["dag_runs"]:
                 if run["dag_run_id"] in known or run["state"] not in ("success", "failed"):
                     continue
-                entry = self.api("GET", f"/dags/{DAG_ID}/dagRuns/{quote(run['dag_run_id'], safe='')}"
-                                        "/taskInstances/claim_batch/xcomEntries/claim", deserialize="true")  # fmt: skip
+                claim = f"/dags/{DAG_ID}/dagRuns/{quote(run['dag_run_id'], safe='')}/taskInstances/claim_batch"
+                try:
+                    entry = self.api("GET", f"{claim}/xcomEntries/claim", deserialize="true")
+                except urllib.error.HTTPError as error:
+                    if error.code != 404:  # 404: a run that claimed nothing (skipped or failed claim)
+                        raise
+                    continue
                 if (entry.get("value") or {}).get("batch_id") == batch_id:
                     return run
             return None
@@ -176,7 +184,9 @@ def _one_batch(airflow: _Airflow, batch_id: str, orders: int, day: int, known: s
             if job_run.get("Arguments", {}).get("--batch_id") == batch_id and job_run.get("CompletedOn"):
                 glue += (job_run["CompletedOn"] - job_run["StartedOn"]).total_seconds()
     sql = sum(tis[task]["duration"] or 0.0 for task in SQL_TASKS)
-    durations = {task: ti["duration"] or 0.0 for task, ti in tis.items()}
+    # The tasks of the measured window (not the sensor, which waited for this batch to be written).
+    durations = {task: ti["duration"] or 0.0 for task, ti in tis.items()
+                 if ti["start_date"] and _at(ti["start_date"]) >= claimed}  # fmt: skip
     return {"wall": (ended - claimed).total_seconds(), "glue": glue, "sql": sql, "durations": durations}
 
 

@@ -106,7 +106,8 @@ def orders_pipeline(batch):
             script_args={**window, "--audit_bucket": STAGING_BUCKET,
                          "--audit_key": LANDING_REPORT.format(batch_id=batch.batch_id)},  # fmt: skip
         ),
-        # The count and the schema check read the same report and footers: side by side.
+        # The count (from the audit job's report) and the schema check (of the footers of the files
+        # the report lists) need only the audit job: side by side.
         [
             audit.count_report(
                 "landing",

@@ -82,8 +82,8 @@ def airflow_settings(port: int) -> dict[str, str]:
         # LocalExecutor forks this many workers up front; one laptop needs no 32 (the default).
         "AIRFLOW__CORE__PARALLELISM": os.environ.get("AIRFLOW__CORE__PARALLELISM", "8"),
         # A task process is forked from a LocalExecutor worker, and the workers from a forkserver
-        # that imported Great Expectations (seconds) and the toolkit (half a second) once: every
-        # task starts with them loaded, instead of paying the imports per task.
+        # that imported Great Expectations (seconds) and the libraries the toolkit uses (half a
+        # second) once: every task starts with them loaded (etl_toolkit/preload.py).
         "AIRFLOW__SCHEDULER__MP_START_METHOD": "forkserver",
         "AIRFLOW__CORE__MP_FORKSERVER_PRELOAD": FORKSERVER_PRELOAD,
         # Airflow puts the plugins folder on sys.path itself, but the forkserver does not inherit

@@ -3,17 +3,26 @@
 ``make airflow`` and the compose stack run the LocalExecutor with ``mp_start_method = forkserver``
 and ``[core] mp_forkserver_preload = etl_toolkit.preload``: the forkserver imports this module
 once, the executor's workers fork from it, and every task process forks from a worker. A task
-then starts with Great Expectations (seconds to import) and the toolkit its DAG file uses
-(about half a second) already loaded, instead of paying both on every try of every task.
+then starts with the heavy libraries the toolkit uses already loaded - Great Expectations (seconds
+to import), the Amazon provider's operators and hooks with boto3, pyarrow, psycopg2 - instead of
+paying those imports on every try of every task.
 
-Like any plugin code, a change here or in the toolkit reaches the task processes when the
-scheduler restarts. Nothing in this module may start a thread or open a connection: both would
-be copied, half-alive, into every fork.
+The toolkit's own modules are left out on purpose: a task imports them from disk when it parses
+its DAG file (a few milliseconds), so an edit reaches the next task, as it reaches the DAG
+processor, with no restart. Only a library upgrade needs ``make airflow`` started again.
+
+Nothing here may start a thread or open a connection: both would be copied, half-alive, into
+every fork. The forkserver skips a preload module it cannot import without a word;
+``tests/unit/test_task_process_preload.py`` checks that this one loads.
 """
 
 from __future__ import annotations
 
 import great_expectations  # noqa: F401  (the schema checks)
-
-from etl_toolkit import pipeline  # noqa: F401  (what every DAG file imports)
-from etl_toolkit.tasks import archive, athena, audit, glue, producing, quality, warehouse  # noqa: F401
+import psycopg2  # noqa: F401  (the ledger and the warehouse)
+import pyarrow.parquet  # noqa: F401  (counts and schema checks from parquet footers)
+from airflow.providers.amazon.aws.hooks import s3, sns  # noqa: F401
+from airflow.providers.amazon.aws.notifications import sns as sns_notifications  # noqa: F401
+from airflow.providers.amazon.aws.operators import athena, glue, glue_crawler  # noqa: F401
+from airflow.providers.amazon.aws.sensors import s3 as s3_sensors  # noqa: F401
+from airflow.providers.amazon.aws.triggers import s3 as s3_triggers  # noqa: F401
