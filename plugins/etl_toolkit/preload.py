@@ -18,11 +18,22 @@ every fork. The forkserver skips a preload module it cannot import without a wor
 
 from __future__ import annotations
 
-import great_expectations  # noqa: F401  (the schema checks)
-import psycopg2  # noqa: F401  (the ledger and the warehouse)
-import pyarrow.parquet  # noqa: F401  (counts and schema checks from parquet footers)
-from airflow.providers.amazon.aws.hooks import s3, sns  # noqa: F401
-from airflow.providers.amazon.aws.notifications import sns as sns_notifications  # noqa: F401
-from airflow.providers.amazon.aws.operators import athena, glue, glue_crawler  # noqa: F401
-from airflow.providers.amazon.aws.sensors import s3 as s3_sensors  # noqa: F401
-from airflow.providers.amazon.aws.triggers import s3 as s3_triggers  # noqa: F401
+import importlib
+
+LIBRARIES = (
+    "great_expectations",  # the schema checks
+    "psycopg2",  # the ledger and the warehouse
+    "pyarrow.parquet",  # counts and schema checks from parquet footers
+    # The Amazon provider's modules the task factories build on (they import boto3 and botocore).
+    "airflow.providers.amazon.aws.hooks.s3",
+    "airflow.providers.amazon.aws.hooks.sns",
+    "airflow.providers.amazon.aws.notifications.sns",
+    "airflow.providers.amazon.aws.operators.athena",
+    "airflow.providers.amazon.aws.operators.glue",
+    "airflow.providers.amazon.aws.operators.glue_crawler",
+    "airflow.providers.amazon.aws.sensors.s3",
+    "airflow.providers.amazon.aws.triggers.s3",
+)
+
+for _library in LIBRARIES:
+    importlib.import_module(_library)
