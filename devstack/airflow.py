@@ -31,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, LocalStack, StackOptions, stack_answers
+from devstack.stack import DEFAULT_STATE_DIR, PLUGINS_FOLDER, REPO_ROOT, LocalStack, StackOptions, stack_answers
 
 # Started in two waves: the UI and the DAG parsing first (on two cores, four processes importing
 # Airflow at once would delay the UI by half a minute), then, once the API server answers, the
@@ -45,7 +45,6 @@ STOP_ORDER = ("scheduler", "triggerer", "dag-processor")  # together, then the A
 # process that dies stops everything.
 RESTARTED = ("triggerer",)
 MAX_RESTARTS = 5
-PLUGINS_FOLDER = REPO_ROOT / "plugins"
 FORKSERVER_PRELOAD = "etl_toolkit.preload"
 LOCAL_GLUE_POLL_SECONDS = "0.5"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"

@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 from devstack import resources
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PLUGINS_FOLDER = REPO_ROOT / "plugins"
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -179,7 +180,7 @@ def stack_environment(endpoint: str, urls: dict[str, str], state_dir: Path) -> d
         "AIRFLOW_CONN_TOTESYS_DB": _postgres_conn_json(urls["totesys_db"]),
         "AIRFLOW_HOME": str(state_dir / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": urls["airflow"].replace("postgresql://", "postgresql+psycopg2://", 1),
         "ETL_INCLUDE_DIR": str(REPO_ROOT / "include"),
