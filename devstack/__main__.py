@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--pg-port", type=int, default=5433, help="embedded PostgreSQL port (0: any free port)")
     up.add_argument("--warehouse-url", help="use this PostgreSQL for warehouse_db instead of the embedded one")
     up.add_argument("--totesys-url", help="use this PostgreSQL for totesys_db instead of the embedded one")
+    up.add_argument("--supplychain-url", help="use this PostgreSQL for supplychain_db instead of the embedded one")
     up.add_argument("--airflow-url", help="Airflow metadata database (default: the stack's PostgreSQL)")
     up.add_argument("--no-airflow-db", action="store_true", help="do not migrate an Airflow metadata database")
     up.add_argument("--exit-with-parent", action="store_true", help="stop when the parent process dies")
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=7)
 
     psql = commands.add_parser("psql", help="psql on a database of the running stack, as its own role")
-    psql.add_argument("database", choices=("totesys", "warehouse"))
+    psql.add_argument("database", choices=("totesys", "supplychain", "warehouse"))
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="passed on to psql (e.g. -c 'SELECT 1')")
     psql.add_argument("--state-dir", type=Path, help="the running stack's state folder (default .local)")
 
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             pg_port=args.pg_port,
             warehouse_url=args.warehouse_url,
             totesys_url=args.totesys_url,
+            supplychain_url=args.supplychain_url,
             airflow_url=args.airflow_url,
             migrate_airflow_db=not args.no_airflow_db,
         )

@@ -79,7 +79,11 @@ def marker_queue_policy(queue_arn: str, rule_arn: str) -> dict:
 def database_secrets(env: environment.Environment = LOCAL) -> dict[str, str]:
     """The Secrets Manager secrets the Glue jobs read their database credentials from, built from
     the Airflow connection of the same purpose: secret id -> connection id."""
-    return {env.secret("warehouse"): "warehouse_db", env.secret("totesys"): "totesys_db"}
+    return {
+        env.secret("warehouse"): "warehouse_db",
+        env.secret("totesys"): "totesys_db",
+        env.secret("supplychain"): "supplychain_db",
+    }
 
 
 def provisioned_names(env: environment.Environment = LOCAL) -> dict[str, set[str]]:

@@ -36,6 +36,7 @@ class StackOptions:
     pg_port: int = 5433
     warehouse_url: str | None = None  # any PostgreSQL instead of the embedded one
     totesys_url: str | None = None
+    supplychain_url: str | None = None
     airflow_url: str | None = None  # Airflow metadata database; default: the stack's PostgreSQL
     migrate_airflow_db: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -71,13 +72,23 @@ class LocalStack:
         opts.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock_state_dir()
         self.env_file.unlink(missing_ok=True)
-        urls = {"warehouse_db": opts.warehouse_url, "totesys_db": opts.totesys_url, "airflow": opts.airflow_url}
+        urls = {
+            "warehouse_db": opts.warehouse_url,
+            "totesys_db": opts.totesys_url,
+            "supplychain_db": opts.supplychain_url,
+            "airflow": opts.airflow_url,
+        }
         if not all(urls.values()):
             from devstack.warehouse import EmbeddedPostgres
 
             self._postgres = EmbeddedPostgres(opts.state_dir, opts.pg_port or free_port())
             self._postgres.start()
-            embedded = {"warehouse_db": "warehouse", "totesys_db": "totesys", "airflow": "airflow"}
+            embedded = {
+                "warehouse_db": "warehouse",
+                "totesys_db": "totesys",
+                "supplychain_db": "supplychain",
+                "airflow": "airflow",
+            }
             for key, database in embedded.items():
                 urls[key] = urls[key] or self._postgres.url(database).uri()
 
@@ -178,6 +189,7 @@ def stack_environment(endpoint: str, urls: dict[str, str], state_dir: Path) -> d
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws_conn),
         "AIRFLOW_CONN_WAREHOUSE_DB": _postgres_conn_json(urls["warehouse_db"]),
         "AIRFLOW_CONN_TOTESYS_DB": _postgres_conn_json(urls["totesys_db"]),
+        "AIRFLOW_CONN_SUPPLYCHAIN_DB": _postgres_conn_json(urls["supplychain_db"]),
         "AIRFLOW_HOME": str(state_dir / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),

@@ -22,7 +22,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 # One role per database, so each connection has credentials of its own to leak or not.
-DATABASE_ROLES = {"warehouse": "etl_warehouse", "totesys": "totesys_app", "airflow": "airflow"}
+DATABASE_ROLES = {
+    "warehouse": "etl_warehouse",
+    "totesys": "totesys_app",
+    "supplychain": "supplychain_app",
+    "airflow": "airflow",
+}
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,12 @@ class EmbeddedPostgres:
         return result
 
     def _passwords(self) -> dict[str, str]:
-        if self._passwords_file.exists():
-            return json.loads(self._passwords_file.read_text())
-        passwords = {role: secrets.token_urlsafe(18) for role in ["postgres", *DATABASE_ROLES.values()]}
+        passwords = json.loads(self._passwords_file.read_text()) if self._passwords_file.exists() else {}
+        missing = [role for role in ["postgres", *DATABASE_ROLES.values()] if role not in passwords]
+        if not missing:
+            return passwords
+        # A state folder from before a role was added keeps its passwords and gains the new role's.
+        passwords |= {role: secrets.token_urlsafe(18) for role in missing}
         self._passwords_file.write_text(json.dumps(passwords))
         self._passwords_file.chmod(0o600)
         return passwords

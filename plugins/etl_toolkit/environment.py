@@ -47,18 +47,25 @@ LOCAL: dict[str, Any] = {
         "shipping_landing": "shipping-landing",
         "shipping_staging": "shipping-staging",
         "shipping_query_results": "shipping-query-results",
+        "supplychain_landing": "supplychain-landing",
+        "supplychain_lakehouse": "supplychain-lakehouse",
         "glue_artifacts": "etl-glue-artifacts",
     },
     # Names or ARNs: a name is looked up in the account the AWS connection reaches.
     "topics": {"success": "etl-success", "failure": "etl-failure"},
-    "catalog_databases": {"etl": "etl_catalog", "shipping": "shipping-db"},
+    "catalog_databases": {
+        "etl": "etl_catalog",
+        "shipping": "shipping-db",
+        "supplychain_silver": "supplychain_silver",
+        "supplychain_gold": "supplychain_gold",
+    },
     "glue_connections": {
         # NETWORK: puts the Glue jobs that reach a database into its VPC (subnet, security group).
         "network": "etl-network",
         # JDBC: the crawler that catalogs the warehouse's tables.
         "warehouse_jdbc": "warehouse-jdbc",
     },
-    "secrets": {"warehouse": "etl/warehouse", "totesys": "etl/totesys"},
+    "secrets": {"warehouse": "etl/warehouse", "totesys": "etl/totesys", "supplychain": "etl/supplychain"},
     # The SQS queues the event start mode reads: an EventBridge rule sends each marker-driven
     # pipeline's "Object Created" events under batch-completion/ to its queue (MARKER_QUEUES).
     "queues": {
@@ -66,6 +73,7 @@ LOCAL: dict[str, Any] = {
         "shipping_markers": "etl-shipping-markers",
         "ecommerce_markers": "etl-ecommerce-markers",
         "totesys_markers": "etl-totesys-markers",
+        "supplychain_markers": "etl-supplychain-markers",
     },
     "glue_role_arn": f"arn:aws:iam::{ACCOUNT_ID}:role/etl-glue-job-role",
     # The warehouse's database name, as the JDBC crawler's paths name it (<database>/<schema>/<table>).
@@ -79,6 +87,7 @@ MARKER_QUEUES = {
     "shipping_markers": "shipping_landing",
     "ecommerce_markers": "ecommerce_raw",
     "totesys_markers": "totesys_ingestion",
+    "supplychain_markers": "supplychain_landing",
 }
 DEAD_LETTER_SUFFIX = "-dlq"
 _log = logging.getLogger(__name__)

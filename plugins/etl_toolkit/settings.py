@@ -16,6 +16,7 @@ from airflow.sdk.configuration import conf
 AWS_CONN_ID = "aws_default"
 WAREHOUSE_CONN_ID = "warehouse_db"
 TOTESYS_CONN_ID = "totesys_db"
+SUPPLYCHAIN_CONN_ID = "supplychain_db"
 
 CONFIG_SECTION = "etl"
 # Every option of the section (what the DAGs and the toolkit read); a typo'd option is not found.
@@ -26,7 +27,8 @@ CONFIG_OPTIONS = (
     "totesys_ingest_schedule",
     "failure_topic",  # where a failure goes when the environment's Variable cannot be read
     "start_mode",  # how every marker-driven pipeline starts: sensor (default) or event
-    *(f"{pipeline}_start_mode" for pipeline in ("orders", "shipping", "ecommerce", "totesys")),  # one pipeline's
+    # one pipeline's
+    *(f"{pipeline}_start_mode" for pipeline in ("orders", "shipping", "ecommerce", "totesys", "supplychain")),
     "marker_sweep_minutes",
 )
 
