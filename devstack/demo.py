@@ -31,6 +31,7 @@ PIPELINES = {
     "totesys": "totesys_warehouse",
     "ecommerce": "ecommerce_pipeline",
     "shipping": "shipping_pipeline",
+    "supplychain": "supply_chain_pipeline",
 }
 
 
@@ -52,7 +53,8 @@ def main(pipeline: str, orders: int, seed: int) -> int:
     try:
         env = {**os.environ, **read_env_file(env_file), "AIRFLOW__ETL__GLUE_POLL_SECONDS": "1",
                # The demo changes the totesys source and extracts at once: no commit lag to wait out.
-               "AIRFLOW_VAR_TOTESYS_COMMIT_LAG_SECONDS": "0"}  # fmt: skip
+               "AIRFLOW_VAR_TOTESYS_COMMIT_LAG_SECONDS": "0",
+               "AIRFLOW_VAR_SUPPLYCHAIN_COMMIT_LAG_SECONDS": "0"}  # fmt: skip
         batch_id = f"demo-{datetime.now(UTC):%Y%m%dT%H%M%S}"
         logs = DEFAULT_STATE_DIR / "demo" / f"{batch_id}.log"
         report_file = logs.with_suffix(".report")
@@ -487,11 +489,125 @@ def report_shipping(s3, sample, batch_id: str) -> None:
     print("=" * 78)
 
 
+# -- supply chain: a first load, a working day in the source, a second drop that re-sends rows ---------
+
+
+def run_supplychain(dag_id: str, batch_id: str, orders: int, seed: int, report_file: Path) -> int:
+    """Two batches through the lakehouse: the source's starting state with a first drop of
+    ``orders`` shipments (and a fifth as many purchase orders), then a working day of dimension
+    changes in the source (inserts, updates, a product deleted) and a second drop that re-sends
+    some of the first drop's rows with new statuses (and refers to the deleted product).
+
+    The demo starts from a fresh source, empty supply-chain buckets and no supplychain schema.
+    """
+    import boto3
+    from airflow.dag_processing.dagbag import DagBag
+
+    from devstack.sample_data import supplychain as sample
+
+    s3 = boto3.client("s3")
+    for bucket in (sample.LANDING_BUCKET, sample.LAKEHOUSE_BUCKET):
+        _empty_bucket(s3, bucket)
+    _warehouse_execute("DROP SCHEMA IF EXISTS supplychain CASCADE")
+    _warehouse_execute("DELETE FROM audit.layer_counts WHERE pipeline = 'supplychain'", missing_ok=True)
+    _warehouse_execute("DELETE FROM audit.batches WHERE pipeline = 'supplychain'", missing_ok=True)
+    for topic in TOPICS:
+        _read_inbox(topic)
+
+    dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).get_dag(dag_id)
+    shipments, purchase_orders = max(10, orders), max(10, orders // 5)
+    with _source_connection() as conn:
+        sample.create_source(conn)
+        sizes = sample.populate(conn, seed=seed)
+        print(f"writing sample batch: the supplychain source's starting state {sizes} (seed {seed})", flush=True)
+        first = sample.write_batch(s3, f"{batch_id}-1", ids=sample.read_dimension_ids(conn), shipments=shipments,
+                                   purchase_orders=purchase_orders, seed=seed, keep_rows=True)  # fmt: skip
+    runs = [_run_supplychain_batch(dag, first)]
+    if runs[-1][1].state == "success":
+        with _source_connection() as conn:
+            day = sample.working_day(conn, seed=seed + 1)
+            changes = {table: {kind: len(ids) for kind, ids in kinds.items()} for table, kinds in day.items()}
+            print(f"writing sample batch: a working day in the source {changes}", flush=True)
+            second = sample.write_batch(s3, f"{batch_id}-2", ids=sample.read_dimension_ids(conn),
+                                        shipments=shipments // 2, purchase_orders=purchase_orders // 2,
+                                        seed=seed + 2, resend=first.resend_candidates(0.2),
+                                        deleted=day, keep_rows=True)  # fmt: skip
+        runs.append(_run_supplychain_batch(dag, second))
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        report_supplychain(runs)
+    report_file.write_text(text.getvalue())
+    return 0 if all(dag_run.state == "success" for _, dag_run, _ in runs) else 1
+
+
+def _run_supplychain_batch(dag, batch) -> tuple:
+    print(f"marker batch-completion/{batch.batch_id}.json written: expected {batch.expected_counts}", flush=True)
+    print(f"running {dag.dag_id} with dag.test() ...", flush=True)
+    started = time.monotonic()
+    dag_run = dag.test(run_conf={"batch_id": None, "reprocess": False})
+    return batch.batch_id, dag_run, time.monotonic() - started
+
+
+def report_supplychain(runs: list) -> None:
+    rule = "=" * 78
+    print(f"\n{rule}\nsupply_chain_pipeline: {len(runs)} batches\n{rule}")
+    for name, dag_run, elapsed in runs:
+        print(f"\nbatch {name}: {str(dag_run.state).upper()} in {elapsed:.1f} s")
+        for layer, counts in _warehouse(
+            "SELECT layer, details->'counts' FROM audit.layer_counts WHERE pipeline = 'supplychain' "
+            "AND batch_id = %s ORDER BY counted_at",
+            (name,),
+        ):
+            print(f"  {layer:<12}{json.dumps(counts)}")
+    print("\ngold headline figures (warehouse schema supplychain):")
+    for label, query in (
+        ("units received, shipped, on hand",
+         "SELECT sum(units_received), sum(units_shipped), sum(on_hand) FROM supplychain.gold_inventory_position"),
+        ("shipments, delivered, late",
+         "SELECT sum(shipments), sum(delivered), sum(late) FROM supplychain.gold_daily_shipments"),
+        ("suppliers, mean on-time rate",
+         "SELECT count(*), round(avg(on_time_rate), 4) FROM supplychain.gold_supplier_performance"),
+    ):  # fmt: skip
+        row = _warehouse(query, ())
+        print(f"  {label:<34}{', '.join(str(v) for v in row[0]) if row else '-'}")
+    print("\nSNS messages read back from their inbox queues:")
+    for topic in TOPICS:
+        for envelope in _read_inbox(topic):
+            body = json.loads(envelope["Message"])
+            print(f"  [{inbox_queue(topic)}] subject: {envelope.get('Subject')}")
+            for field in ("status", "batch_id", "error", "note", "batch", "lowest_on_time_suppliers"):
+                if body.get(field) is not None:
+                    print(f"    {field}: {json.dumps(body[field])[:400]}")
+            if body.get("counts_table"):
+                print("    " + body["counts_table"].replace("\n", "\n    "))
+    print(rule)
+
+
+@contextlib.contextmanager
+def _source_connection():
+    """The supplychain source as its application role (the connection supplychain_db)."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    conn = PostgresHook(postgres_conn_id="supplychain_db").get_conn()
+    try:
+        yield conn
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _empty_bucket(s3, bucket: str) -> None:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])
+
+
 RUNNERS = {
     "orders_pipeline": run_orders,
     "totesys_warehouse": run_totesys,
     "ecommerce_pipeline": run_ecommerce,
     "shipping_pipeline": run_shipping,
+    "supply_chain_pipeline": run_supplychain,
 }
 
 if __name__ == "__main__":

@@ -155,14 +155,17 @@ class GlueJob(GlueJobOperator):
         return f"{run['JobRunState']}: {message}" if message else None
 
 
-def crawler_config(name: str, s3_path: str, *, table_prefix: str = "", database: str | None = None) -> dict:
-    """A crawler over one S3 path, cataloguing into the project's Glue database (or ``database``).
-    The name gets the environment's prefix."""
+def crawler_config(
+    name: str, s3_path: str | tuple[str, ...], *, table_prefix: str = "", database: str | None = None
+) -> dict:
+    """A crawler over one S3 path (or several: one table each), cataloguing into the project's Glue
+    database (or ``database``). The name gets the environment's prefix."""
+    paths = (s3_path,) if isinstance(s3_path, str) else s3_path
     return {
         "Name": environment.glue_name(name),
         "Role": environment.GLUE_ROLE_ARN,
         "DatabaseName": database or environment.catalog_database("etl"),
-        "Targets": {"S3Targets": [{"Path": s3_path}]},
+        "Targets": {"S3Targets": [{"Path": path} for path in paths]},
         "TablePrefix": table_prefix,
         "SchemaChangePolicy": {"UpdateBehavior": "UPDATE_IN_DATABASE", "DeleteBehavior": "LOG"},
         "RecrawlPolicy": {"RecrawlBehavior": "CRAWL_EVERYTHING"},
