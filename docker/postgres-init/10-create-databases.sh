@@ -2,7 +2,7 @@
 # Runs once, when the postgres service starts on an empty volume (the image runs every script in
 # /docker-entrypoint-initdb.d). One database per purpose, each owned by a role of its own with its
 # own password, as devstack/warehouse.py does for the embedded server of `make stack`:
-#   warehouse -> etl_warehouse, totesys -> totesys_app, airflow -> airflow.
+#   warehouse -> etl_warehouse, totesys -> totesys_app, supplychain -> supplychain_app, airflow -> airflow.
 # The passwords come from the postgres service's environment in docker-compose.yaml: local-only
 # development values. `docker compose down -v` wipes the volume; the next start runs this again.
 set -euo pipefail
@@ -19,4 +19,5 @@ SQL
 
 create_database warehouse etl_warehouse "$WAREHOUSE_DB_PASSWORD"
 create_database totesys totesys_app "$TOTESYS_DB_PASSWORD"
+create_database supplychain supplychain_app "$SUPPLYCHAIN_DB_PASSWORD"
 create_database airflow airflow "$AIRFLOW_DB_PASSWORD"

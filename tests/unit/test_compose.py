@@ -152,6 +152,16 @@ def aws_options(services):
     return captured["options"]
 
 
+def database_urls(options) -> dict[str, str]:
+    """Connection id -> URL of every database the stack's options name: those whose credentials the
+    Glue jobs read from Secrets Manager (devstack.resources.database_secrets: ``<name>_db`` given by
+    ``--<name>-url``), and Airflow's metadata database."""
+    from devstack.resources import database_secrets
+
+    urls = {conn_id: getattr(options, f"{conn_id.removesuffix('_db')}_url") for conn_id in database_secrets().values()}
+    return {**urls, "airflow": options.airflow_url}
+
+
 # -- the file is a valid compose file --------------------------------------------------------------
 
 
@@ -369,8 +379,7 @@ def test_the_aws_service_runs_the_same_code_as_make_stack(services, aws_options)
     assert published_ports(services["aws"]) == {aws_options.aws_port: aws_options.aws_port}
     # Every database is the postgres service's, so no embedded PostgreSQL starts in the container;
     # the Airflow metadata database is migrated by airflow-init, not by the stack.
-    assert all(urlsplit(url).hostname == "postgres" for url in (aws_options.warehouse_url, aws_options.totesys_url))
-    assert urlsplit(aws_options.airflow_url).hostname == "postgres"
+    assert all(urlsplit(url).hostname == "postgres" for url in database_urls(aws_options).values())
     assert aws_options.migrate_airflow_db is False
     # The healthcheck waits for stack.env, which the stack writes once everything is provisioned.
     assert str(aws_options.state_dir / "stack.env") in " ".join(services["aws"]["healthcheck"]["test"])
@@ -386,11 +395,7 @@ def test_airflow_processes_get_the_variables_and_connections_of_make_stack(servi
     from devstack.stack import stack_environment
 
     compose_env = environment(services["airflow-apiserver"])
-    urls = {
-        "warehouse_db": aws_options.warehouse_url,
-        "totesys_db": aws_options.totesys_url,
-        "airflow": aws_options.airflow_url,
-    }
+    urls = database_urls(aws_options)
     # stack_environment() fed with the compose stack's own endpoint and URLs: the same names, and the
     # same values except for the folders, which are container paths here.
     stack_env = stack_environment(compose_env["AWS_ENDPOINT_URL"], urls, Path("/unused-state-dir"))
@@ -465,7 +470,7 @@ def test_each_connection_uses_the_database_role_and_password_the_postgres_servic
     created = {database: (role, variable) for database, role, variable in calls}
     assert {database: role for database, (role, _) in created.items()} == DATABASE_ROLES
     postgres_env = environment(services["postgres"])
-    for url in (aws_options.warehouse_url, aws_options.totesys_url, aws_options.airflow_url):
+    for url in database_urls(aws_options).values():
         parts = urlsplit(url)
         role, variable = created[parts.path.lstrip("/")]
         assert (unquote(parts.username), unquote(parts.password)) == (role, postgres_env[variable]), url
@@ -527,7 +532,7 @@ def test_postgres_init_script_creates_each_database_owned_by_its_role_with_the_c
         ["bash", str(INIT_SCRIPT)], env={**blank_postgres, **postgres_env}, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
-    for url in (aws_options.warehouse_url, aws_options.totesys_url, aws_options.airflow_url):
+    for url in database_urls(aws_options).values():
         parts = urlsplit(url)
         # The compose stack's own credentials, against the server the script set up (scram checked).
         conn = psycopg2.connect(

@@ -36,6 +36,7 @@ PARAMETERS = {
     "GlueAvailabilityZone": "eu-west-1a",
     "WarehouseEndpoint": "warehouse.example.internal",
     "SourceEndpoint": "totesys.example.internal",
+    "SupplychainSourceEndpoint": "supplychain.example.internal",
     "NotificationEmail": "data-team@example.com",
 }
 ENVIRONMENTS = ("prod", "dev")  # two environments that share one account
@@ -47,6 +48,7 @@ DEPLOYMENT_ONLY = {
     "MwaaExecutionRole": "the role Airflow runs as; the toolkit never names it",
     "WarehouseDbConnectionSecret": "Airflow connection for MWAA's secrets backend",
     "TotesysDbConnectionSecret": "Airflow connection for MWAA's secrets backend",
+    "SupplychainDbConnectionSecret": "Airflow connection for MWAA's secrets backend",
     "AwsDefaultConnectionSecret": "Airflow connection for MWAA's secrets backend",
     "EtlEnvironmentVariableSecret": "the Variable itself, for MWAA's secrets backend",
 }
@@ -426,10 +428,13 @@ ENVIRONMENT_OWN = {
     "crawled_objects",
 }
 
-LANDING = ("orders_landing", "totesys_ingestion", "ecommerce_raw", "shipping_landing")
-GLUE_READS = (*LANDING, "orders_staging", "totesys_processed", "shipping_staging", "glue_artifacts")
-GLUE_WRITES = ("orders_staging", "totesys_ingestion", "totesys_processed", "shipping_staging", "glue_artifacts")
-CRAWLED = ("orders_landing", "orders_staging", "ecommerce_raw", "shipping_staging", "totesys_processed")
+LANDING = tuple(environment.MARKER_QUEUES.values())  # every marker-driven pipeline's landing bucket
+GLUE_READS = (*LANDING, "orders_staging", "totesys_processed", "shipping_staging", "supplychain_lakehouse",
+              "glue_artifacts")  # fmt: skip
+GLUE_WRITES = ("orders_staging", "totesys_ingestion", "totesys_processed", "shipping_staging", "supplychain_lakehouse",
+               "glue_artifacts")  # fmt: skip
+CRAWLED = ("orders_landing", "orders_staging", "ecommerce_raw", "shipping_staging", "totesys_processed",
+           "supplychain_lakehouse")  # fmt: skip
 
 
 def dag_sources() -> str:
@@ -460,6 +465,7 @@ def targets(name: str) -> dict[str, list[str]]:
 
     everything = tuple(environment.LOCAL["buckets"])
     etl, shipping = env.catalog_database("etl"), env.catalog_database("shipping")
+    silver, gold = env.catalog_database("supplychain_silver"), env.catalog_database("supplychain_gold")
     secret = {lid: st.ref(lid) for lid in of_type(name, "AWS::SecretsManager::Secret")}
     prefix = resources(name)["EtlEnvironmentVariableSecret"]["Properties"]["Name"].rsplit("/variables/", 1)[0]
     group = f"arn:aws:logs:{r}:{a}:log-group:"
@@ -495,7 +501,7 @@ def targets(name: str) -> dict[str, list[str]]:
         "glue_write_objects": objects(GLUE_WRITES),
         "crawled_buckets": buckets(CRAWLED),
         "crawled_objects": objects(CRAWLED),
-        "database_secrets": [secret["WarehouseSecret"], secret["TotesysSecret"]],
+        "database_secrets": [secret["WarehouseSecret"], secret["TotesysSecret"], secret["SupplychainSecret"]],
         "warehouse_secret": [secret["WarehouseSecret"]],
         "catalog": [
             glue("catalog"),
@@ -503,6 +509,10 @@ def targets(name: str) -> dict[str, list[str]]:
             glue(f"database/{shipping}"),
             glue(f"table/{etl}/stg_order_lines"),
             glue(f"table/{shipping}/normalized"),
+            glue(f"database/{silver}"),
+            glue(f"database/{gold}"),
+            glue(f"table/{silver}/fact_shipments"),
+            glue(f"table/{gold}/gold_supplier_performance"),
         ],
         "connections": [
             glue("catalog"),
@@ -875,7 +885,7 @@ def test_secrets_are_generated_and_no_password_is_written():
         assert "password" not in template_keys
     dynamic = re.compile(r"\{\{resolve:secretsmanager:arn:aws:secretsmanager:[^:]+:\d{12}:secret:[\w/+=.@-]+"
                          r":SecretString:password\}\}")  # fmt: skip
-    for name in ("warehouse_db", "totesys_db"):
+    for name in ("warehouse_db", "totesys_db", "supplychain_db"):
         (connection,) = [p for n, p in secrets.items() if n.endswith(f"/connections/{name}")]
         assert dynamic.fullmatch(json.loads(connection["SecretString"])["password"]), name
 
@@ -947,7 +957,7 @@ def test_outputs_name_everything():
     values = set(map(str, outputs.values()))
     for section, names in env.names().items():
         assert set(names.values()) - values == set() or section == "secrets", section
-    assert {stack("prod").ref(lid) for lid in ("WarehouseSecret", "TotesysSecret")} <= values
+    assert {stack("prod").ref(lid) for lid in ("WarehouseSecret", "TotesysSecret", "SupplychainSecret")} <= values
     assert env.glue_role_arn in values
     assert outputs["MwaaWebserverUrl"].startswith("https://") and outputs["MwaaEnvironmentName"] == "prod-etl-airflow"
     assert stack("prod").ref("EtlEnvironmentVariableSecret") in values
