@@ -961,3 +961,16 @@ def test_outputs_name_everything():
     assert env.glue_role_arn in values
     assert outputs["MwaaWebserverUrl"].startswith("https://") and outputs["MwaaEnvironmentName"] == "prod-etl-airflow"
     assert stack("prod").ref("EtlEnvironmentVariableSecret") in values
+
+
+@pytest.mark.parametrize("ports", [{}, {"SourcePort": "5433"}, {"SourcePort": "5433", "SupplychainSourcePort": "5434"}])
+def test_no_security_group_holds_a_rule_twice(ports):
+    """EC2 refuses a duplicate rule: databases sharing a port share the one egress rule."""
+    for logical_id, group in stack("prod", **ports).resources().items():
+        if group["Type"] != "AWS::EC2::SecurityGroup":
+            continue
+        rules = [(r["IpProtocol"], str(r["FromPort"]), str(r["ToPort"]), r["CidrIp"])
+                 for r in group["Properties"]["SecurityGroupEgress"]]  # fmt: skip
+        assert len(rules) == len(set(rules)), (logical_id, rules)
+        wanted = {"5432", *ports.values()}
+        assert {rule[1] for rule in rules} == {"443", *wanted}, logical_id
