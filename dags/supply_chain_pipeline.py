@@ -66,7 +66,7 @@ FACTS = ("fact_shipments", "fact_purchase_orders")
 GOLD = ("gold_supplier_performance", "gold_inventory_position", "gold_daily_shipments")
 ENTITIES = ("shipments", "purchase_orders")
 FACTS_REPORT = "audit/batch_id={batch_id}/silver_facts.json"
-GOLD_REPORT = "audit/batch_id={batch_id}/gold_summaries.json"
+GOLD_REPORT = "audit/batch_id={batch_id}/gold.json"
 # The Arrow to PostgreSQL fast path (binary COPY through ADBC) and the wheels it needs on Glue.
 ARROW_POSTGRES = ("../common/arrow_postgres.py",)
 ADBC_WHEELS = ("adbc-driver-manager", "adbc-driver-postgresql", "importlib-resources", "typing-extensions")

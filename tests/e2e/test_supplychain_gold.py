@@ -2,7 +2,7 @@
 
 A small silver layer written here with pyarrow (suppliers with and without received orders, open,
 received and cancelled purchase orders on both sides of each lead time, shipments across UTC
-midnight, delivered late and on time, cancelled) is turned into gold by ``supplychain_gold.py``
+midnight, delivered late and on time, cancelled) is turned into gold by ``supplychain_gold_summaries.py``
 and loaded into the warehouse by ``supplychain_load_warehouse.py``, both uploaded and run with
 plain boto3. The expected gold tables are computed here independently, in plain Python with
 exact fractions, and compared row by row with the gold files and with the warehouse tables.
@@ -340,7 +340,7 @@ def jobs(stack, aws):
     s3.put_object(Bucket=ARTIFACTS, Key=common_key, Body=ARROW_POSTGRES.read_bytes())
     extra = {"supplychain_load_warehouse": {"--extra-py-files": f"s3://{ARTIFACTS}/{common_key}"}}
     names = {}
-    for script in ("supplychain_gold", "supplychain_load_warehouse"):
+    for script in ("supplychain_gold_summaries", "supplychain_load_warehouse"):
         name = _unique(f"e2e-{script}")
         key = f"tests/supplychain/{name}/{script}.py"
         s3.put_object(Bucket=ARTIFACTS, Key=key, Body=(SCRIPTS / f"{script}.py").read_bytes())
@@ -383,7 +383,7 @@ def run_job(aws, job: str, **arguments) -> dict:
 
 
 def run_gold(aws, jobs, batch_id: str) -> dict:
-    return run_job(aws, jobs["supplychain_gold"], **{"--batch_id": batch_id, "--lakehouse_bucket": LAKEHOUSE})
+    return run_job(aws, jobs["supplychain_gold_summaries"], **{"--batch_id": batch_id, "--lakehouse_bucket": LAKEHOUSE})
 
 
 def run_load(aws, jobs, batch_id: str) -> dict:
@@ -593,7 +593,7 @@ def test_a_retry_after_a_crash_mid_swap_only_finishes_the_swap(silver, first_loa
     only a retry that swaps, rather than recomputes, ends with it."""
     s3 = aws("s3")
     batch_id = _unique("sc-crash")
-    work = f"_work/supplychain_gold/batch_id={batch_id}/"
+    work = f"_work/supplychain_gold_summaries/batch_id={batch_id}/"
     old = {table: keys_under(aws, f"gold/{table}/") for table in GOLD_SCHEMAS}
     staged = {table: rows[:2] for table, rows in silver.items()}
     names = {table: f"part-00000-staged-{table}-c000.snappy.parquet" for table in GOLD_SCHEMAS}

@@ -1,7 +1,7 @@
 """Supply chain, gold to warehouse: the three gold tables replaced in the warehouse schema ``supplychain``.
 
 Reads   s3://<lakehouse_bucket>/gold/gold_supplier_performance/, gold/gold_inventory_position/ and
-        gold/gold_daily_shipments/ (the parquet supplychain_gold wrote), streaming record batches.
+        gold/gold_daily_shipments/ (the parquet supplychain_gold_summaries wrote), streaming record batches.
 Writes  supplychain.gold_supplier_performance, supplychain.gold_inventory_position and
         supplychain.gold_daily_shipments in the warehouse whose credentials are the Secrets
         Manager secret --warehouse_secret_id (JSON: host, port, dbname, username, password), in
@@ -181,7 +181,9 @@ def gold_files(fs: pafs.FileSystem, bucket: str, table: str) -> list[str]:
         if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
     )
     if not paths:
-        raise LookupError(f"s3://{folder}/ holds no parquet file: run supplychain_gold before loading the warehouse")
+        raise LookupError(
+            f"s3://{folder}/ holds no parquet file: run supplychain_gold_summaries before loading the warehouse"
+        )
     return paths
 
 

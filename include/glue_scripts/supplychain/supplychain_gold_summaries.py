@@ -40,7 +40,7 @@ ANSI mode is on: an overflow (a total_cost beyond decimal(18,2), say) fails the 
 writing null.
 
 Crash-safe rewrite: the new version of every table is written to
-``_work/supplychain_gold/batch_id=<batch_id>/<table>/``, then ``_READY.json`` there records its
+``_work/supplychain_gold_summaries/batch_id=<batch_id>/<table>/``, then ``_READY.json`` there records its
 files, then each table is swapped: the files are copied (server-side) into ``gold/<table>/`` and
 every other object there is deleted, so a table's folder is never empty and holds the old files,
 or the old and new together, until its swap ends. Then the report is written and the work folder
@@ -71,7 +71,7 @@ from pyspark.sql import functions as F
 
 REQUIRED_ARGUMENTS = ["JOB_NAME", "batch_id", "lakehouse_bucket"]
 BATCH_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # the marker contract's batch ids
-JOB = "supplychain_gold"
+JOB = "supplychain_gold_summaries"
 SILVER_PREFIX = "silver"
 GOLD_PREFIX = "gold"
 WORK_PREFIX = f"_work/{JOB}"
