@@ -516,28 +516,39 @@ def run_supplychain(dag_id: str, batch_id: str, orders: int, seed: int, report_f
 
     dag = DagBag(dag_folder=str(REPO_ROOT / "dags")).get_dag(dag_id)
     shipments, purchase_orders = max(10, orders), max(10, orders // 5)
-    with _source_connection() as conn:
+    with contextlib.closing(sample.connect()) as conn:
         sample.create_source(conn)
         sizes = sample.populate(conn, seed=seed)
         print(f"writing sample batch: the supplychain source's starting state {sizes} (seed {seed})", flush=True)
         first = sample.write_batch(s3, f"{batch_id}-1", ids=sample.read_dimension_ids(conn), shipments=shipments,
-                                   purchase_orders=purchase_orders, seed=seed, keep_rows=True)  # fmt: skip
+                                   purchase_orders=purchase_orders, seed=seed, catalog=sample.read_catalog(conn),
+                                   keep_rows=True)  # fmt: skip
     runs = [_run_supplychain_batch(dag, first)]
     if runs[-1][1].state == "success":
-        with _source_connection() as conn:
+        with contextlib.closing(sample.connect()) as conn:
             day = sample.working_day(conn, seed=seed + 1)
             changes = {table: {kind: len(ids) for kind, ids in kinds.items()} for table, kinds in day.items()}
             print(f"writing sample batch: a working day in the source {changes}", flush=True)
             second = sample.write_batch(s3, f"{batch_id}-2", ids=sample.read_dimension_ids(conn),
                                         shipments=shipments // 2, purchase_orders=purchase_orders // 2,
-                                        seed=seed + 2, resend=first.resend_candidates(0.2),
-                                        deleted=day, keep_rows=True)  # fmt: skip
+                                        seed=seed + 2, start_id=first.next_id, catalog=sample.read_catalog(conn),
+                                        resend=_resend(first, set(day["product"]["deleted"])), resend_older=0.1,
+                                        keep_rows=True)  # fmt: skip
         runs.append(_run_supplychain_batch(dag, second))
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         report_supplychain(runs)
     report_file.write_text(text.getvalue())
     return 0 if all(dag_run.state == "success" for _, dag_run, _ in runs) else 1
+
+
+def _resend(first, deleted_products: set[int]) -> list[dict]:
+    """A fifth of the first drop's shipments still in transit and orders still open, sent again
+    (the generator moves them on: delivered, received), and every one of them that refers to a
+    product the working day deleted (the pipeline rejects those)."""
+    moving = [row for row in first.final_rows("shipments") if row["status"] == "shipped"]
+    moving += [row for row in first.final_rows("purchase_orders") if row["status"] == "open"]
+    return [row for n, row in enumerate(moving) if n % 5 == 0 or row["product_id"] in deleted_products]
 
 
 def _run_supplychain_batch(dag, batch) -> tuple:
@@ -581,19 +592,6 @@ def report_supplychain(runs: list) -> None:
             if body.get("counts_table"):
                 print("    " + body["counts_table"].replace("\n", "\n    "))
     print(rule)
-
-
-@contextlib.contextmanager
-def _source_connection():
-    """The supplychain source as its application role (the connection supplychain_db)."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    conn = PostgresHook(postgres_conn_id="supplychain_db").get_conn()
-    try:
-        yield conn
-        conn.commit()
-    finally:
-        conn.close()
 
 
 def _empty_bucket(s3, bucket: str) -> None:
