@@ -297,8 +297,10 @@ GLUE_CALLS: dict[str, list[tuple[str, str]]] = {
     "get_object": [("s3:GetObject", "glue_read_objects")],
     "put_object": [("s3:PutObject", "glue_write_objects")],
     "upload_file": [("s3:PutObject", "glue_write_objects"), ("s3:AbortMultipartUpload", "glue_write_objects")],
+    "upload_fileobj": [("s3:PutObject", "glue_write_objects"), ("s3:AbortMultipartUpload", "glue_write_objects")],
     "copy_object": [("s3:GetObject", "glue_write_objects"), ("s3:PutObject", "glue_write_objects")],
     "delete_objects": [("s3:DeleteObject", "glue_write_objects")],
+    "delete_object": [("s3:DeleteObject", "glue_write_objects")],
     "get_secret_value": [("secretsmanager:GetSecretValue", "database_secrets")],
     "get_partition": [("glue:GetPartition", "shipping_catalog")],
     # awsglue classes the scripts use
