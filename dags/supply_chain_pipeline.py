@@ -138,8 +138,8 @@ def supply_chain_pipeline(batch):
                 "--source_secret_id": environment.secret("supplychain"),
                 "--commit_lag_seconds": COMMIT_LAG,
             },
-            py_modules=ARROW_POSTGRES,
-            python_modules=ADBC_WHEELS,
+            # Glue 5.0's boto3 predates S3 conditional writes (the window is recorded once): newer wheels.
+            python_modules=("psycopg2-binary", "boto3", "botocore", "s3transfer"),
             network=True,
             outlets=[DIMENSIONS_ASSET],
         ),
