@@ -126,85 +126,85 @@ def _report_count(layer: str, field: str, *, entity_suffix: str = "", details: t
     doc_md=__doc__,
 )
 def supply_chain_pipeline(batch):
+    silver_dimensions = glue.GlueJob(
+        task_id="silver_dimensions",
+        pipeline=SUPPLY_CHAIN.name,
+        script="supplychain_silver_dimensions.py",
+        script_args={
+            "--batch_id": batch.batch_id,
+            "--lakehouse_bucket": LAKEHOUSE_BUCKET,
+            "--source_secret_id": environment.secret("supplychain"),
+            "--commit_lag_seconds": COMMIT_LAG,
+        },
+        # Glue 5.0's boto3 predates S3 conditional writes (the window is recorded once): newer wheels.
+        python_modules=("psycopg2-binary", "boto3", "botocore", "s3transfer"),
+        network=True,
+        outlets=[DIMENSIONS_ASSET],
+    )
+    # The gate: a dimension that breaks its suite stops the run before anything is catalogued or
+    # validated against it.
+    schema_gate = quality.check_parquet_datasets(
+        "silver", bucket=LAKEHOUSE_BUCKET, datasets={table: f"silver/{table}/" for table in DIMENSIONS}
+    )
+    silver_facts = glue.GlueJob(
+        task_id="silver_facts",
+        pipeline=SUPPLY_CHAIN.name,
+        script="supplychain_silver_facts.py",
+        script_args={
+            "--batch_id": batch.batch_id,
+            "--landing_bucket": LANDING_BUCKET,
+            "--lakehouse_bucket": LAKEHOUSE_BUCKET,
+            "--objects": batch.objects,
+            "--prefix": PREFIX,
+        },
+        inlets=[DIMENSIONS_ASSET],
+        outlets=[FACTS_ASSET],
+    )
+    gold = glue.GlueJob(
+        task_id="gold",
+        pipeline=SUPPLY_CHAIN.name,
+        script="supplychain_gold_summaries.py",
+        script_args={"--batch_id": batch.batch_id, "--lakehouse_bucket": LAKEHOUSE_BUCKET},
+        inlets=[FACTS_ASSET],
+        outlets=[GOLD_ASSET],
+    )
+    load_warehouse = glue.GlueJob(
+        task_id="load_warehouse",
+        pipeline=SUPPLY_CHAIN.name,
+        script="supplychain_load_warehouse.py",
+        script_args={
+            "--batch_id": batch.batch_id,
+            "--lakehouse_bucket": LAKEHOUSE_BUCKET,
+            "--warehouse_secret_id": environment.secret("warehouse"),
+        },
+        py_modules=ARROW_POSTGRES,
+        python_modules=ADBC_WHEELS,
+        network=True,
+        inlets=[GOLD_ASSET],
+    )
+
+    # -- silver dimensions, the gate, silver facts and their counts -------------------------------
     chain(
-        # -- silver dimensions, and the schema gate -------------------------------------------------
-        glue.GlueJob(
-            task_id="silver_dimensions",
-            pipeline=SUPPLY_CHAIN.name,
-            script="supplychain_silver_dimensions.py",
-            script_args={
-                "--batch_id": batch.batch_id,
-                "--lakehouse_bucket": LAKEHOUSE_BUCKET,
-                "--source_secret_id": environment.secret("supplychain"),
-                "--commit_lag_seconds": COMMIT_LAG,
-            },
-            # Glue 5.0's boto3 predates S3 conditional writes (the window is recorded once): newer wheels.
-            python_modules=("psycopg2-binary", "boto3", "botocore", "s3transfer"),
-            network=True,
-            outlets=[DIMENSIONS_ASSET],
-        ),
-        [
-            glue.CatalogCrawler(task_id="crawl_silver_dimensions", config=DIMENSIONS_CRAWLER),
-            quality.check_parquet_datasets(
-                "silver", bucket=LAKEHOUSE_BUCKET, datasets={table: f"silver/{table}/" for table in DIMENSIONS}
-            ),
-        ],
-        # -- silver facts ---------------------------------------------------------------------------
-        glue.GlueJob(
-            task_id="silver_facts",
-            pipeline=SUPPLY_CHAIN.name,
-            script="supplychain_silver_facts.py",
-            script_args={
-                "--batch_id": batch.batch_id,
-                "--landing_bucket": LANDING_BUCKET,
-                "--lakehouse_bucket": LAKEHOUSE_BUCKET,
-                "--objects": batch.objects,
-                "--prefix": PREFIX,
-            },
-            inlets=[DIMENSIONS_ASSET],
-            outlets=[FACTS_ASSET],
-        ),
+        silver_dimensions,
+        schema_gate,
+        [glue.CatalogCrawler(task_id="crawl_silver_dimensions", config=DIMENSIONS_CRAWLER), silver_facts],
+    )
+    chain(
+        silver_facts,
         [
             _report_count("landing", "landing"),
             _report_count("rejected", "rejected", entity_suffix="_rejected", details=("first_rejections",)),
             _report_count("superseded", "superseded", entity_suffix="_superseded"),
         ],
         _report_count("silver", "silver", details=("published",)),
-        # -- gold -----------------------------------------------------------------------------------
-        [
-            glue.CatalogCrawler(task_id="crawl_silver_facts", config=FACTS_CRAWLER),
-            glue.GlueJob(
-                task_id="gold",
-                pipeline=SUPPLY_CHAIN.name,
-                script="supplychain_gold_summaries.py",
-                script_args={"--batch_id": batch.batch_id, "--lakehouse_bucket": LAKEHOUSE_BUCKET},
-                inlets=[FACTS_ASSET],
-                outlets=[GOLD_ASSET],
-            ),
-        ],
-        [
-            glue.CatalogCrawler(task_id="crawl_gold", config=GOLD_CRAWLER),
-            audit.count_report(
-                "gold", bucket=LAKEHOUSE_BUCKET, key=GOLD_REPORT, entities={t: t for t in GOLD}, details=("published",)
-            ),
-        ],
-        # -- warehouse ------------------------------------------------------------------------------
-        glue.GlueJob(
-            task_id="load_warehouse",
-            pipeline=SUPPLY_CHAIN.name,
-            script="supplychain_load_warehouse.py",
-            script_args={
-                "--batch_id": batch.batch_id,
-                "--lakehouse_bucket": LAKEHOUSE_BUCKET,
-                "--warehouse_secret_id": environment.secret("warehouse"),
-            },
-            py_modules=ARROW_POSTGRES,
-            python_modules=ADBC_WHEELS,
-            network=True,
-            inlets=[GOLD_ASSET],
-        ),
-        audit.count_sql("warehouse", file="count_warehouse.sql", entity=GOLD[0]),
+        [glue.CatalogCrawler(task_id="crawl_silver_facts", config=FACTS_CRAWLER), gold],
     )
+    # -- gold, then the warehouse -------------------------------------------------------------------
+    gold_count = audit.count_report(
+        "gold", bucket=LAKEHOUSE_BUCKET, key=GOLD_REPORT, entities={t: t for t in GOLD}, details=("published",)
+    )
+    chain(gold, [glue.CatalogCrawler(task_id="crawl_gold", config=GOLD_CRAWLER), gold_count])
+    chain(gold_count, load_warehouse, audit.count_sql("warehouse", file="count_warehouse.sql", entity=GOLD[0]))
 
 
 supply_chain_pipeline()

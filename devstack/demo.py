@@ -564,12 +564,12 @@ def report_supplychain(runs: list) -> None:
     print(f"\n{rule}\nsupply_chain_pipeline: {len(runs)} batches\n{rule}")
     for name, dag_run, elapsed in runs:
         print(f"\nbatch {name}: {str(dag_run.state).upper()} in {elapsed:.1f} s")
-        for layer, counts in _warehouse(
-            "SELECT layer, details->'counts' FROM audit.layer_counts WHERE pipeline = 'supplychain' "
-            "AND batch_id = %s ORDER BY counted_at",
+        counted = dict(_warehouse(
+            "SELECT layer, details->'counts' FROM audit.layer_counts WHERE pipeline = 'supplychain' AND batch_id = %s",
             (name,),
-        ):
-            print(f"  {layer:<12}{json.dumps(counts)}")
+        ))  # fmt: skip
+        for layer in ("landing", "rejected", "superseded", "silver", "gold", "warehouse"):  # the pipeline's order
+            print(f"  {layer:<12}{json.dumps(counted.get(layer))}")
     print("\ngold headline figures (warehouse schema supplychain):")
     for label, query in (
         ("units received, shipped, on hand",

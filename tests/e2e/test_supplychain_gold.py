@@ -191,29 +191,54 @@ SHIPMENTS = [
 
 def supplier_rows() -> list[dict]:
     return [
-        {"supplier_id": sid, "supplier_name": name, "country": country, "lead_time_days": lead,
-         "created_at": CREATED, "updated_at": CREATED}
+        {
+            "supplier_id": sid,
+            "supplier_name": name,
+            "country": country,
+            "lead_time_days": lead,
+            "created_at": CREATED,
+            "updated_at": CREATED,
+        }
         for sid, name, country, lead in SUPPLIERS
-    ]  # fmt: skip
+    ]
 
 
 def purchase_order_rows() -> list[dict]:
     return [
-        {"po_id": po, "supplier_id": sid, "product_id": product, "warehouse_id": warehouse, "quantity": quantity,
-         "unit_cost": Decimal(cost), "ordered_at": at(ordered), "received_at": at(received), "status": status,
-         "updated_at": at(received or ordered), "batch_id": "B-silver"}
+        {
+            "po_id": po,
+            "supplier_id": sid,
+            "product_id": product,
+            "warehouse_id": warehouse,
+            "quantity": quantity,
+            "unit_cost": Decimal(cost),
+            "ordered_at": at(ordered),
+            "received_at": at(received),
+            "status": status,
+            "updated_at": at(received or ordered),
+            "batch_id": "B-silver",
+        }
         for po, sid, warehouse, product, quantity, cost, ordered, received, status in PURCHASE_ORDERS
-    ]  # fmt: skip
+    ]
 
 
 def shipment_rows() -> list[dict]:
     return [
-        {"shipment_id": sid, "customer_id": 1 + sid % 3, "product_id": product, "warehouse_id": warehouse,
-         "quantity": quantity, "shipped_at": at(shipped), "promised_date": date.fromisoformat(promised),
-         "delivered_at": at(delivered), "status": status, "updated_at": at(delivered or shipped),
-         "batch_id": "B-silver"}
+        {
+            "shipment_id": sid,
+            "customer_id": 1 + sid % 3,
+            "product_id": product,
+            "warehouse_id": warehouse,
+            "quantity": quantity,
+            "shipped_at": at(shipped),
+            "promised_date": date.fromisoformat(promised),
+            "delivered_at": at(delivered),
+            "status": status,
+            "updated_at": at(delivered or shipped),
+            "batch_id": "B-silver",
+        }
         for sid, warehouse, product, quantity, shipped, promised, delivered, status in SHIPMENTS
-    ]  # fmt: skip
+    ]
 
 
 def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
@@ -469,15 +494,25 @@ def test_the_gold_tables_hold_exactly_the_independently_computed_rows(silver, fi
     )
     assert performance[1]["on_time_rate"] == Decimal("0.6667") and performance[3]["on_time_rate"] == Decimal("0.5000")
     assert performance[4] == {
-        "supplier_id": 4, "supplier_name": "Dormant Trading", "purchase_orders": 1, "units_received": 0,
-        "on_time_rate": None, "avg_lead_time_days": None, "total_cost": Decimal("23.31"),
-    }  # fmt: skip
+        "supplier_id": 4,
+        "supplier_name": "Dormant Trading",
+        "purchase_orders": 1,
+        "units_received": 0,
+        "on_time_rate": None,
+        "avg_lead_time_days": None,
+        "total_cost": Decimal("23.31"),
+    }
     assert (performance[5]["purchase_orders"], performance[5]["total_cost"]) == (0, Decimal("0.00"))
     assert 99 not in performance
     days = {(row["ship_date"], row["warehouse_id"]): row for row in first_gold["tables"]["gold_daily_shipments"][0]}
     assert days[(date(2026, 3, 3), 20)] == {
-        "ship_date": date(2026, 3, 3), "warehouse_id": 20, "shipments": 0, "units": 0, "delivered": 0, "late": 0,
-    }  # fmt: skip
+        "ship_date": date(2026, 3, 3),
+        "warehouse_id": 20,
+        "shipments": 0,
+        "units": 0,
+        "delivered": 0,
+        "late": 0,
+    }
     assert days[(date(2026, 3, 2), 20)]["late"] == 1 and days[(date(2026, 3, 1), 10)]["shipments"] == 1
 
 
@@ -528,8 +563,9 @@ def test_the_load_creates_the_tables_and_holds_exactly_the_gold_rows(aws, silver
         assert warehouse_rows(sql, table) == silver[table], table
 
     assert first_load["report"] == {
-        "batch_id": first_gold["id"], **{table: len(rows) for table, rows in silver.items()},
-    }  # fmt: skip
+        "batch_id": first_gold["id"],
+        **{table: len(rows) for table, rows in silver.items()},
+    }
     assert json.loads(output_lines(aws, first_load["run"]["Id"])[-1]) == first_load["report"]
 
 
@@ -600,7 +636,16 @@ def test_a_retry_after_a_crash_mid_swap_only_finishes_the_swap(silver, first_loa
     for table, rows in staged.items():
         body = parquet_bytes(rows, GOLD_SCHEMAS[table])
         s3.put_object(Bucket=LAKEHOUSE, Key=f"{work}{table}/{names[table]}", Body=body)
-    ready = {"batch_id": batch_id, "tables": {table: [name] for table, name in names.items()}}
+    silver_files = sorted(
+        key
+        for table in ("dim_supplier", "fact_purchase_orders", "fact_shipments")
+        for key in keys_under(aws, f"silver/{table}/")
+    )
+    ready = {
+        "batch_id": batch_id,
+        "tables": {table: [name] for table, name in names.items()},
+        "silver_files": silver_files,
+    }
     s3.put_object(Bucket=LAKEHOUSE, Key=f"{work}_READY.json", Body=json.dumps(ready).encode())
     for table in ("gold_supplier_performance", "gold_inventory_position"):
         source = {"Bucket": LAKEHOUSE, "Key": f"{work}{table}/{names[table]}"}
@@ -622,6 +667,29 @@ def test_a_retry_after_a_crash_mid_swap_only_finishes_the_swap(silver, first_loa
     assert keys_under(aws, "_work/") == []
     logs = "\n".join(output_lines(aws, run["Id"]))
     assert "finishing the swap of an earlier attempt" in logs and "new version written" not in logs
+
+
+def test_a_ready_version_computed_from_another_silver_is_recomputed(silver, first_gold, first_load, aws, jobs):
+    """A batch whose attempt stopped mid-swap, run again after a later batch changed silver: its
+    staged gold is stale, and swapping it in would roll gold back. The run recomputes instead."""
+    s3 = aws("s3")
+    batch_id = _unique("sc-stale")
+    work = f"_work/supplychain_gold_summaries/batch_id={batch_id}/"
+    name = "part-00000-stale-c000.snappy.parquet"
+    tables = {}
+    for table, rows in silver.items():
+        s3.put_object(Bucket=LAKEHOUSE, Key=f"{work}{table}/{name}", Body=parquet_bytes(rows[:1], GOLD_SCHEMAS[table]))
+        tables[table] = [name]
+    ready = {"batch_id": batch_id, "tables": tables, "silver_files": ["silver/fact_shipments/gone.parquet"]}
+    s3.put_object(Bucket=LAKEHOUSE, Key=f"{work}_READY.json", Body=json.dumps(ready).encode())
+
+    run = run_gold(aws, jobs, batch_id)
+
+    for table, rows in silver.items():
+        found, _, _ = read_gold(aws, table)
+        assert found == rows, table  # computed from silver as it is, not the stale staged row
+    assert keys_under(aws, "_work/") == []
+    assert "recomputing" in "\n".join(output_lines(aws, run["Id"]))
 
 
 # -- empty facts ------------------------------------------------------------------------------------
@@ -654,6 +722,8 @@ def test_empty_facts_give_empty_tables_with_their_schema_and_every_supplier(aws,
     for table, rows in expected.items():
         assert warehouse_rows(sql, table) == rows, table
     assert read_report(aws, batch_id, "load_warehouse.json") == {
-        "batch_id": batch_id, "gold_supplier_performance": len(SUPPLIERS),
-        "gold_inventory_position": 0, "gold_daily_shipments": 0,
-    }  # fmt: skip
+        "batch_id": batch_id,
+        "gold_supplier_performance": len(SUPPLIERS),
+        "gold_inventory_position": 0,
+        "gold_daily_shipments": 0,
+    }

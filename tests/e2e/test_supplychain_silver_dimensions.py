@@ -431,3 +431,25 @@ def test_a_change_committed_after_a_snapshot_with_a_stamp_inside_the_lag_reaches
     assert rows == source_rows(stack, "supplier")
     assert after["report"]["windows"]["supplier"]["from"] == window["to"]
     assert (after["report"]["supplier_changed"], after["report"]["supplier_rows"]) == (1, 3)
+
+
+def test_a_batch_run_again_after_a_later_batch_leaves_silver_to_the_later_one(aws, job, stack, lakehouse):
+    """The first batch's attempt stopped with its tables ready (they hold the first state); a later
+    batch has since read past its window. Run again, it must not swap its older tables in."""
+    s3, bucket = aws("s3"), lakehouse["bucket"]
+    work = f"{WORK}batch_id=dims-1/"
+    names: dict[str, list[str]] = {table: [] for table in TABLES}
+    for key, body in lakehouse["first_files"].items():
+        s3.put_object(Bucket=bucket, Key=work + key.removeprefix("silver/"), Body=body)
+        names[key.split("/")[1].removeprefix("dim_")].append(key.rsplit("/", 1)[1])
+    ready = {"batch_id": "dims-1", "report": lakehouse["first"]["report"], "files": names}
+    s3.put_object(Bucket=bucket, Key=work + "_READY.json", Body=json.dumps(ready).encode())
+    s3.delete_object(Bucket=bucket, Key="audit/batch_id=dims-1/silver_dimensions.json")
+    before, watermarks = lakehouse_state(aws, bucket, stack), read_bytes(aws, bucket, WATERMARKS)
+
+    report = run_job(aws, job, "dims-1", bucket)["report"]
+
+    assert lakehouse_state(aws, bucket, stack) == before
+    assert read_bytes(aws, bucket, WATERMARKS) == watermarks
+    assert sorted(report["overtaken"]) == sorted(TABLES)
+    assert keys_under(aws, bucket, work) == []

@@ -236,7 +236,15 @@ def list_keys(s3, bucket: str, prefix: str) -> list[str]:
 def delete_keys(s3, bucket: str, keys: list[str]) -> None:
     for start in range(0, len(keys), 1000):
         objects = [{"Key": key} for key in keys[start : start + 1000]]
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+        failed = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True}).get("Errors")
+        if failed:  # a file left behind would stay in its table beside the new version
+            raise RuntimeError(f"could not delete {len(failed)} object(s) of s3://{bucket}/, first: {failed[0]}")
+
+
+def silver_files(s3, bucket: str) -> list[str]:
+    """The silver objects gold is computed from: a swap only ever adds and removes whole files, so
+    the same list means the same silver."""
+    return sorted(key for table in SILVER_COLUMNS for key in list_keys(s3, bucket, f"{SILVER_PREFIX}/{table}/"))
 
 
 def read_json(s3, bucket: str, key: str) -> dict | None:
@@ -309,6 +317,7 @@ def write_single_file(frame: DataFrame, url: str, key: tuple[str, ...]) -> None:
 def compute_new_version(args: dict, s3, bucket: str, work: str) -> dict:
     """Recompute every gold table from silver into the work folder; returns what _READY.json records."""
     delete_keys(s3, bucket, list_keys(s3, bucket, work))  # what an attempt that stopped before _READY left
+    read_from = silver_files(s3, bucket)
     sc = SparkContext.getOrCreate()
     glue_context = GlueContext(sc)
     spark = glue_context.spark_session
@@ -334,7 +343,7 @@ def compute_new_version(args: dict, s3, bucket: str, work: str) -> dict:
         tables[table] = names
         log(f"{table}: new version written to s3://{bucket}/{prefix} ({len(names)} file(s))")
     job.commit()
-    return {"batch_id": args["batch_id"], "tables": tables}
+    return {"batch_id": args["batch_id"], "tables": tables, "silver_files": read_from}
 
 
 # --- swapping it in -------------------------------------------------------------------------------
@@ -414,12 +423,17 @@ def main() -> dict:
     s3 = boto3.client("s3")
 
     record = read_json(s3, bucket, ready_key)
+    if record is not None and record.get("silver_files") != silver_files(s3, bucket):
+        # Silver changed since that attempt (a later batch loaded): its gold is stale. Recompute.
+        log(f"batch {batch_id}: s3://{bucket}/{ready_key} was computed from another silver; recomputing")
+        delete_keys(s3, bucket, [ready_key])
+        record = None
     if record is None:
         record = compute_new_version(args, s3, bucket, work)
         tables = ready_record(record, batch_id, "the new version")
         put_json(s3, bucket, ready_key, record)
         log(f"batch {batch_id}: the new version is ready (s3://{bucket}/{ready_key})")
-    else:  # an earlier attempt got this far: finish its swap, recompute nothing
+    else:  # an earlier attempt got this far from the same silver: finish its swap, recompute nothing
         tables = ready_record(record, batch_id, f"s3://{bucket}/{ready_key}")
         log(f"batch {batch_id}: found s3://{bucket}/{ready_key}, finishing the swap of an earlier attempt")
     for table, names in tables.items():

@@ -374,10 +374,14 @@ def copy_to_parquet(cursor, statement: str, schema: pa.Schema, spool: Path, name
                 read_options=pacsv.ReadOptions(column_names=schema.names, block_size=CSV_BLOCK_BYTES),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
-                    column_types=schema, null_values=[""], strings_can_be_null=True,
-                    quoted_strings_can_be_null=False, true_values=["t"], false_values=["f"],
+                    column_types=schema,
+                    null_values=[""],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                    true_values=["t"],
+                    false_values=["f"],
                 ),
-            )  # fmt: skip
+            )
             for batch in reader:
                 writer.write_batch(batch)
                 rows += batch.num_rows
@@ -399,19 +403,29 @@ def connection_options(secret_string: str) -> dict:
     if missing:
         raise ValueError(f"the supplychain secret lacks {', '.join(missing)}")
     options = {
-        "host": secret["host"], "port": int(secret.get("port") or 5432), "dbname": secret["dbname"],
-        "user": secret["username"], "password": secret["password"], "connect_timeout": 30,
-        "application_name": JOB, "client_encoding": "UTF8",
-    }  # fmt: skip
+        "host": secret["host"],
+        "port": int(secret.get("port") or 5432),
+        "dbname": secret["dbname"],
+        "user": secret["username"],
+        "password": secret["password"],
+        "connect_timeout": 30,
+        "application_name": JOB,
+        "client_encoding": "UTF8",
+    }
     if secret.get("sslmode"):
         options["sslmode"] = secret["sslmode"]
     return options
 
 
 def read_source(
-    s3, bucket: str, batch_id: str, options: dict, lag: float, recorded: dict | None,
+    s3,
+    bucket: str,
+    batch_id: str,
+    options: dict,
+    lag: float,
+    recorded: dict | None,
     silver: Mapping[str, pa.Schema | None],
-) -> dict[str, dict]:  # fmt: skip
+) -> dict[str, dict]:
     """Every table's changed rows and keys, from one snapshot, staged in the work folder.
     Returns per table: its window, whether it was read whole, whether it has keys, the rows read."""
     import psycopg2
@@ -437,8 +451,9 @@ def read_source(
     return extracted
 
 
-def read_table(cursor, s3, bucket: str, batch_id: str, table: str, window: Mapping, silver: pa.Schema | None,
-               spool: Path) -> dict:  # fmt: skip
+def read_table(
+    cursor, s3, bucket: str, batch_id: str, table: str, window: Mapping, silver: pa.Schema | None, spool: Path
+) -> dict:
     """One table's changed rows (all of them when it is read whole) and its keys, to the work folder."""
     schema = source_schema(cursor, table, batch_id)
     has_keys = key_of(table) in schema.names
@@ -455,16 +470,20 @@ def read_table(cursor, s3, bucket: str, batch_id: str, table: str, window: Mappi
     return {"window": dict(window), "full": full, "has_keys": has_keys, "changed": rows}
 
 
-def fixed_windows(s3, bucket: str, batch_id: str, recorded: dict | None, source_clock: datetime,
-                  lag: float) -> dict[str, dict]:  # fmt: skip
+def fixed_windows(
+    s3, bucket: str, batch_id: str, recorded: dict | None, source_clock: datetime, lag: float
+) -> dict[str, dict]:
     """The batch's windows: the recorded ones on a retry, else planned now and recorded first."""
     if recorded is None:
         watermarks = (read_json(s3, bucket, WATERMARKS_KEY) or {}).get("tables") or {}
         planned = plan_windows(watermarks, source_clock, lag)
         record = {
-            "batch_id": batch_id, "recorded_at": format_stamp(datetime.now(UTC)),
-            "source_clock": format_stamp(source_clock), "commit_lag_seconds": lag, "windows": planned,
-        }  # fmt: skip
+            "batch_id": batch_id,
+            "recorded_at": format_stamp(datetime.now(UTC)),
+            "source_clock": format_stamp(source_clock),
+            "commit_lag_seconds": lag,
+            "windows": planned,
+        }
         recorded = record_window(s3, bucket, batch_id, record)
         log(f"batch {batch_id}: window recorded, ending {lag:g} s before the source's clock")
     else:
@@ -504,8 +523,9 @@ def latest_per_key(rows: DataFrame, key: str) -> DataFrame:
     return rows.withColumn("__rank", F.row_number().over(latest_first)).where(F.col("__rank") == 1).drop("__rank")
 
 
-def merged_table(spark: SparkSession, bucket: str, work: str, table: str, extracted: Mapping,
-                 has_silver: bool) -> tuple[DataFrame, int]:  # fmt: skip
+def merged_table(
+    spark: SparkSession, bucket: str, work: str, table: str, extracted: Mapping, has_silver: bool
+) -> tuple[DataFrame, int]:
     """The new silver table, and the number of silver rows whose key is no longer in the source."""
     key, source = key_of(table), f"s3://{bucket}/{work}source/{table}/"
     changed = latest_per_key(spark.read.parquet(source + "changed.parquet"), key)
@@ -534,8 +554,14 @@ def parquet_names(s3, bucket: str, prefix: str) -> list[str]:
     return sorted(key[len(prefix) :] for key in list_keys(s3, bucket, prefix) if key.endswith(".parquet"))
 
 
-def new_silver_tables(spark: SparkSession, s3, bucket: str, batch_id: str, extracted: Mapping[str, Mapping],
-                      silver: Mapping[str, pa.Schema | None]) -> dict:  # fmt: skip
+def new_silver_tables(
+    spark: SparkSession,
+    s3,
+    bucket: str,
+    batch_id: str,
+    extracted: Mapping[str, Mapping],
+    silver: Mapping[str, pa.Schema | None],
+) -> dict:
     """Every new silver table written to the work folder; returns the _READY.json record: the
     new files of each table and the report."""
     work = work_prefix(batch_id)
@@ -599,9 +625,42 @@ def finish(s3, bucket: str, batch_id: str, ready: Mapping) -> dict:
     current = (read_json(s3, bucket, WATERMARKS_KEY) or {}).get("tables") or {}
     moved = advance_watermarks(current, report["windows"])
     if moved != current:  # a retry after the watermarks moved does not write them again
-        put_json(s3, bucket, WATERMARKS_KEY, {"batch_id": batch_id, "updated_at": format_stamp(datetime.now(UTC)),
-                                              "tables": moved})  # fmt: skip
+        put_json(
+            s3,
+            bucket,
+            WATERMARKS_KEY,
+            {"batch_id": batch_id, "updated_at": format_stamp(datetime.now(UTC)), "tables": moved},
+        )
         log(f"batch {batch_id}: watermarks moved")
+    put_json(s3, bucket, report_key(batch_id), report)
+    remove_work(s3, bucket, batch_id)
+    return report
+
+
+def overtaken(s3, bucket: str, windows: Mapping[str, Mapping]) -> list[str]:
+    """The tables whose watermark a later batch has already moved past this batch's window: its
+    changes are in silver already (or newer versions of them), and swapping in what this batch
+    computed would roll silver back."""
+    current = (read_json(s3, bucket, WATERMARKS_KEY) or {}).get("tables") or {}
+    return [
+        table
+        for table, window in windows.items()
+        if current.get(table) is not None and parse_stamp(current[table]) > parse_stamp(window["to"])
+    ]
+
+
+def skip_overtaken(s3, bucket: str, batch_id: str, windows: Mapping[str, Mapping], tables: list[str]) -> dict:
+    """Leave silver to the later batch: drop this batch's work, report that nothing changed."""
+    log(
+        f"batch {batch_id}: a later batch already read past this batch's window ({', '.join(tables)}): "
+        "silver is newer than what this batch would write; nothing rewritten"
+    )
+    report = {
+        "batch_id": batch_id,
+        "overtaken": tables,
+        "windows": dict(windows),
+        **{f"{table}_{count}": 0 for table in TABLES for count in ("changed", "deleted")},
+    }
     put_json(s3, bucket, report_key(batch_id), report)
     remove_work(s3, bucket, batch_id)
     return report
@@ -631,12 +690,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
         log(f"batch {batch_id} is already complete (its report exists): nothing read, nothing rewritten")
         remove_work(s3, bucket, batch_id)  # what a crash after the report left
     elif (ready := read_json(s3, bucket, work_prefix(batch_id) + READY_NAME)) is not None:
-        log(f"batch {batch_id}: its new silver tables are ready; finishing the swap")
-        report = finish(s3, bucket, batch_id, ready)
+        if late := overtaken(s3, bucket, ready["report"]["windows"]):
+            report = skip_overtaken(s3, bucket, batch_id, ready["report"]["windows"], late)
+        else:
+            log(f"batch {batch_id}: its new silver tables are ready; finishing the swap")
+            report = finish(s3, bucket, batch_id, ready)
+    elif (recorded := read_json(s3, bucket, f"{WINDOWS_PREFIX}{batch_id}.json")) is not None and (
+        late := overtaken(s3, bucket, checked_windows(recorded, batch_id))
+    ):
+        report = skip_overtaken(s3, bucket, batch_id, checked_windows(recorded, batch_id), late)
     else:
         delete_keys(s3, bucket, list_keys(s3, bucket, work_prefix(batch_id)))  # what a crashed attempt left
         silver = {table: silver_schema(s3, bucket, table) for table in TABLES}
-        recorded = read_json(s3, bucket, f"{WINDOWS_PREFIX}{batch_id}.json")
         options = connection_options(read_secret(args["source_secret_id"]))
         extracted = read_source(s3, bucket, batch_id, options, lag, recorded, silver)
         spark, glue_context = start_spark()
