@@ -1,7 +1,7 @@
 """``python -m bench [names...] [--orders N] [--dag-orders N] [--runtime-orders N]
-[--totesys-sales-orders N] [--ecommerce-transactions N] [--shipments N] [--repeat N]``: run
-benchmarks, each printing a ratio against its baseline; ``--list`` names them. ``make bench`` runs
-them all.
+[--totesys-sales-orders N] [--ecommerce-transactions N] [--shipments N] [--supplychain-shipments N]
+[--repeat N]``: run benchmarks, each printing a ratio against its baseline; ``--list`` names them.
+``make bench`` runs them all.
 
 Everything a benchmark starts (the local stack, servers, child processes) listens on 127.0.0.1 on
 free ports and is stopped when the command ends, also on an error, Ctrl-C or SIGTERM. The exit
@@ -24,6 +24,7 @@ from bench.common import (
     DEFAULT_ORDERS,
     DEFAULT_RUNTIME_ORDERS,
     DEFAULT_SHIPMENTS,
+    DEFAULT_SUPPLYCHAIN_SHIPMENTS,
     DEFAULT_TOTESYS_SALES_ORDERS,
     Session,
     Verdict,
@@ -40,10 +41,12 @@ BENCHMARKS = {
     "ecommerce_upsert": "bench.ecommerce_upsert",
     "athena_query": "bench.athena_query",
     "shipping_json_to_parquet": "bench.shipping_json_to_parquet",
+    "supplychain_silver_facts": "bench.supplychain_silver_facts",
     "orders_dag": "bench.orders_dag",
     "orders_runtime": "bench.orders_runtime",
     "worker_memory": "bench.worker_memory",
     "totesys_cycle": "bench.totesys_cycle",
+    "supplychain_dag": "bench.supplychain_dag",
 }
 
 
@@ -55,6 +58,7 @@ SIZE_OPTIONS = (
     ("totesys_sales_orders", DEFAULT_TOTESYS_SALES_ORDERS, 1, "sales orders in the totesys source"),
     ("ecommerce_transactions", DEFAULT_ECOMMERCE_TRANSACTIONS, 1, "e-commerce transactions in the upsert batch"),
     ("shipments", DEFAULT_SHIPMENTS, 1, "shipping records in the shipping benchmarks' batch"),
+    ("supplychain_shipments", DEFAULT_SUPPLYCHAIN_SHIPMENTS, 5, "supply-chain shipments (purchase orders: a fifth)"),
 )
 
 
@@ -110,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         totesys_sales_orders=args.totesys_sales_orders,
         ecommerce_transactions=args.ecommerce_transactions,
         shipments=args.shipments,
+        supplychain_shipments=args.supplychain_shipments,
     )
     verdicts: list[Verdict] = []
     errors: list[str] = []
@@ -118,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         f"benchmarks: {', '.join(names)}; big batch {args.orders:,} orders; orders_dag {args.dag_orders:,} and "
         f"orders_runtime {args.runtime_orders:,} orders; totesys source "
         f"{args.totesys_sales_orders:,} sales orders; e-commerce batch {args.ecommerce_transactions:,} "
-        f"transactions; shipping batch {args.shipments:,} records; work folder {session.workdir}"
+        f"transactions; shipping batch {args.shipments:,} records; supply-chain drop {args.supplychain_shipments:,} "
+        f"shipments and {session.supplychain_purchase_orders:,} purchase orders; work folder {session.workdir}"
     )
     try:
         for name in names:

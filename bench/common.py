@@ -1,7 +1,8 @@
 """What every benchmark shares: timing, A/B interleaving, the result block, child processes with
 their peak memory, the local stack (started on first use and stopped at the end, even on error),
 whole-DAG runs with ``dag.test()`` and their orchestration share, and the sample data (orders
-batches, the totesys source; the e-commerce benchmark writes its own transactions).
+batches, the totesys and supply-chain sources; the e-commerce benchmark writes its own
+transactions).
 
 A benchmark never trusts an absolute number on these shared, noisy machines: it runs a baseline
 and a candidate in the same command, alternating them (A B A B ...) so that a slow spell hits both,
@@ -47,6 +48,8 @@ WARMUP_TOTESYS_SALES_ORDERS = 1_000
 TOTESYS_SEED = 7  # the simulator's own default
 DEFAULT_ECOMMERCE_TRANSACTIONS = 1_000_000
 DEFAULT_SHIPMENTS = 1_000_000
+DEFAULT_SUPPLYCHAIN_SHIPMENTS = 1_000_000  # and a fifth as many purchase orders
+SUPPLYCHAIN_SEED = 0  # the generator's own default
 
 _STARTED = time.monotonic()
 
@@ -332,6 +335,12 @@ class Stack:
 
         return connect(self.env["AIRFLOW_CONN_TOTESYS_DB"])
 
+    def supplychain_connection(self):
+        """A connection to the supply-chain source as its application role (``supplychain_app``)."""
+        from devstack.sample_data.supplychain import connect
+
+        return connect(self.env["AIRFLOW_CONN_SUPPLYCHAIN_DB"])
+
     def client(self, service: str):
         import boto3
 
@@ -480,6 +489,17 @@ def orchestration_breakdown(result: dict, glue_tasks: Sequence[str], sql_tasks: 
     }
 
 
+def empty_prefix(s3, bucket: str, prefix: str) -> int:
+    """Delete every object under ``prefix`` (``""``: the whole bucket); returns how many."""
+    deleted = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            deleted += len(keys)
+    return deleted
+
+
 # -- what benchmarks of one command share ----------------------------------------------------------------
 
 
@@ -520,9 +540,11 @@ class Session:
     totesys_sales_orders: int = DEFAULT_TOTESYS_SALES_ORDERS
     ecommerce_transactions: int = DEFAULT_ECOMMERCE_TRANSACTIONS
     shipments: int = DEFAULT_SHIPMENTS
+    supplychain_shipments: int = DEFAULT_SUPPLYCHAIN_SHIPMENTS
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-")))
     _stack: Stack | None = None
     _totesys_source: tuple[int, dict[str, int]] | None = None  # (sales orders, rows per table)
+    _supplychain_source: tuple[dict[str, list[int]], Any] | None = None  # (ids per table, Catalog)
     _batches: dict[int, OrdersBatch] = field(default_factory=dict)
     _days: Iterator[int] = field(default_factory=lambda: iter(range(1, 10_000)))
 
@@ -613,10 +635,7 @@ class Session:
         watermarks, processed tables), no ``totesys`` warehouse schema, no totesys audit rows."""
         s3 = self.stack().client("s3")
         for bucket in TOTESYS_BUCKETS:
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-                if keys:
-                    s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            empty_prefix(s3, bucket, "")
         conn = self.stack().warehouse_connection()
         conn.autocommit = True
         try:
@@ -626,6 +645,47 @@ class Session:
                 if cursor.fetchone()[0]:
                     cursor.execute("DELETE FROM audit.layer_counts WHERE pipeline = 'totesys'")
                     cursor.execute("DELETE FROM audit.batches WHERE pipeline = 'totesys'")
+        finally:
+            conn.close()
+
+    @property
+    def supplychain_purchase_orders(self) -> int:
+        return max(1, self.supplychain_shipments // 5)
+
+    def supplychain_source(self) -> tuple[dict[str, list[int]], Any]:
+        """The supply-chain source in a default ``populate``'s starting state (``devstack.sample_data
+        .supplychain``, its default sizes and seed), made once per command (the benchmarks only read
+        it). Returns the ids per table and the catalog, which ``write_batch`` takes."""
+        if self._supplychain_source is None:
+            from devstack.sample_data import supplychain
+
+            conn = self.stack().supplychain_connection()
+            try:
+                supplychain.create_source(conn)
+                counts = supplychain.populate(conn, seed=SUPPLYCHAIN_SEED)
+                self._supplychain_source = (supplychain.read_dimension_ids(conn), supplychain.read_catalog(conn))
+            finally:
+                conn.close()
+            progress(f"supplychain source populated: {', '.join(f'{t} {n:,}' for t, n in counts.items())}")
+        return self._supplychain_source
+
+    def reset_supplychain(self) -> None:
+        """No trace of the supply chain outside its source: empty landing and lakehouse buckets (drops,
+        markers, silver, gold, state), no ``supplychain`` warehouse schema, no supplychain audit rows."""
+        from devstack.sample_data import supplychain
+
+        s3 = self.stack().client("s3")
+        for bucket in (supplychain.LANDING_BUCKET, supplychain.LAKEHOUSE_BUCKET):
+            empty_prefix(s3, bucket, "")
+        conn = self.stack().warehouse_connection()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("DROP SCHEMA IF EXISTS supplychain CASCADE")
+                cursor.execute("SELECT to_regclass('audit.batches') IS NOT NULL")
+                if cursor.fetchone()[0]:
+                    cursor.execute("DELETE FROM audit.layer_counts WHERE pipeline = 'supplychain'")
+                    cursor.execute("DELETE FROM audit.batches WHERE pipeline = 'supplychain'")
         finally:
             conn.close()
 
