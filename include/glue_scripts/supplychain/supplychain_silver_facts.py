@@ -85,8 +85,7 @@ class BatchRefused(Exception):
 
 JOB = "supplychain_silver_facts"
 REQUIRED_ARGUMENTS = ["JOB_NAME", "batch_id", "landing_bucket", "lakehouse_bucket"]
-OPTIONAL_ARGUMENTS = ["objects", "prefix", "unzip_on"]
-UNZIP_ON = {}  # MEASURE-ONLY
+OPTIONAL_ARGUMENTS = ["objects", "prefix"]
 BATCH_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # the marker contract's batch ids
 SILVER_PREFIX = "silver"
 REJECTED_PREFIX = "silver/rejected"
@@ -404,10 +403,7 @@ def unzip_members(sc, s3, bucket: str, members: list[dict], work_bucket: str, me
     tasks = [
         (bucket, m["object"], m["size"], m["position"], work_bucket, m["work_key"], region) for m in members
     ]
-    if tasks and UNZIP_ON.get("where") == "driver":  # MEASURE-ONLY
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(copy_member, tasks))
-    elif tasks:
+    if tasks:  # one task per member, on the executors: the driver only lists
         sc.parallelize(tasks, len(tasks)).map(copy_member).collect()
 
 
@@ -804,7 +800,6 @@ def rebuild(args: dict[str, str], s3, keys: list[str], context: dict) -> dict:
 
 def main() -> dict:
     args = resolve_arguments(sys.argv)
-    UNZIP_ON["where"] = args.get("unzip_on")  # MEASURE-ONLY
     batch_id = args["batch_id"]
     if not BATCH_ID.fullmatch(batch_id):
         raise ValueError(f"batch id {batch_id!r} does not match {BATCH_ID.pattern}")
