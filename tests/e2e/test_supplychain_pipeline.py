@@ -524,3 +524,43 @@ def test_silver_facts_killed_mid_run_is_retried_to_the_same_silver(source, aws, 
     counts = layer_counts(sql, "sc-killed")
     assert counts["landing"] == batch.expected_counts
     assert sum(1 for row in facts if row["batch_id"] == "sc-killed") == counts["silver"]["shipments"]
+
+
+def test_a_ready_merge_made_before_a_later_batch_loaded_is_merged_again(source, aws, pipeline, sql):
+    """silver_facts of a batch stopped with its merge ready; a later batch has loaded since. Run
+    again, the batch must merge into silver as it is now, not swap in its stale tables."""
+    s3 = aws("s3")
+    ids = sample.read_dimension_ids(source)
+    earlier = sample.write_batch(
+        s3,
+        "sc-before-stale",
+        ids=ids,
+        shipments=30,
+        purchase_orders=5,
+        seed=51,
+        start_id={"shipments": 800_000, "purchase_orders": 800_000},
+    )
+    assert run(pipeline, "sc-before-stale")[0].state == "success"
+    before = {row["shipment_id"] for row in silver(aws)["fact_shipments"]}
+    stale = sample.write_batch(
+        s3, "sc-stale", ids=ids, shipments=30, purchase_orders=5, seed=52, start_id=earlier.next_id
+    )
+    work = "_work/supplychain_silver_facts/batch_id=sc-stale/"
+    record = {
+        "report": {"batch_id": "sc-stale"},
+        "rejects": None,
+        "base": {"fact_shipments": []},
+        "tables": {"fact_shipments": [f"{work}fact_shipments/part-00000-stale.parquet"]},
+    }
+    s3.put_object(Bucket=LAKEHOUSE, Key=f"{work}_READY.json", Body=json.dumps(record).encode())
+
+    dag_run, states = run(pipeline, "sc-stale")
+
+    assert dag_run.state == "success", states
+    after = {row["shipment_id"]: row for row in silver(aws)["fact_shipments"]}
+    assert before <= set(after)  # nothing rolled back
+    assert layer_counts(sql, "sc-stale")["landing"] == stale.expected_counts
+    assert (
+        sum(1 for row in after.values() if row["batch_id"] == "sc-stale")
+        == layer_counts(sql, "sc-stale")["silver"]["shipments"]
+    )

@@ -688,6 +688,23 @@ def replace_objects(s3, bucket: str, prefix: str, sources: list[str]) -> None:
     delete_keys(s3, bucket, sorted(set(list_keys(s3, bucket, prefix)) - new))
 
 
+def silver_files(s3, bucket: str) -> dict[str, list[str]]:
+    return {table.silver: list_keys(s3, bucket, f"{SILVER_PREFIX}/{table.silver}/") for table in TABLES}
+
+
+def still_current(s3, bucket: str, ready: dict) -> bool:
+    """Whether a ready record may still be swapped in: each fact table holds nothing but the files
+    the merge read and the record's own (a swap of this batch that stopped half-way). A file of
+    any other kind is a later batch's swap: this record's tables would roll silver back."""
+    base = ready.get("base") or {}
+    for table, files in ready["tables"].items():
+        prefix = f"{SILVER_PREFIX}/{table}/"
+        allowed = set(base.get(table, ())) | {prefix + source.rsplit("/", 1)[-1] for source in files}
+        if not set(list_keys(s3, bucket, prefix)) <= allowed:
+            return False
+    return "base" in ready
+
+
 def finish(s3, bucket: str, work_prefix: str, ready: dict) -> None:
     """Publishes what the ready record lists, then clears the work folder (the ready record
     first: a run stopped while clearing recomputes, and its reprocess gives the same result)."""
@@ -752,6 +769,7 @@ def rebuild(args: dict[str, str], s3, keys: list[str], context: dict) -> dict:
     """Everything but the swap: unzips, checks, merges into the work folder, then writes the ready
     record, which it returns."""
     batch_id, bucket, work_prefix = context["batch_id"], context["lakehouse_bucket"], context["work_prefix"]
+    base = silver_files(s3, bucket)  # what the merge reads: the ready record is current only while it stays
     members = inspect_batch(s3, args["landing_bucket"], keys, batch_id)
     log(f"{len(members)} member(s): " + ", ".join(f"{t.name} {sum(m['table'] == t.name for m in members)}"
                                                   for t in TABLES))  # fmt: skip
@@ -792,7 +810,7 @@ def rebuild(args: dict[str, str], s3, keys: list[str], context: dict) -> dict:
         "first_rejections": rejects[:FIRST_REJECTIONS],
         "published": {"batch": metrics},
     }  # fmt: skip
-    ready = {"report": report, "tables": tables, "rejects": rejects_key}
+    ready = {"report": report, "tables": tables, "rejects": rejects_key, "base": base}
     put_json(s3, bucket, work_prefix + READY_NAME, ready)
     job.commit()
     return ready
@@ -809,6 +827,10 @@ def main() -> dict:
     s3 = boto3.client("s3")
 
     ready = read_json(s3, bucket, work_prefix + READY_NAME)
+    if ready is not None and not still_current(s3, bucket, ready):
+        # A later batch swapped silver since this record was made: merge again, from silver as it is.
+        log(f"batch {batch_id}: s3://{bucket}/{work_prefix}{READY_NAME} was made from another silver; recomputing")
+        ready = None
     if ready is not None:
         log(f"batch {batch_id}: an earlier run left s3://{bucket}/{work_prefix}{READY_NAME}: finishing its swap")
     else:
