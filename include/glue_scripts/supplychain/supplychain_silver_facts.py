@@ -28,33 +28,48 @@ Writes  s3://<lakehouse_bucket>/silver/fact_shipments/ and silver/fact_purchase_
 
 A row is rejected, with the first rule it breaks as its reason, when it has more fields than its
 header, when a field is empty (only delivered_at and received_at may be), when a field does not
-parse (integers within their type, unit_cost within decimal(10,2) rounded half up, timestamps ISO
-8601 with an offset, promised_date YYYY-MM-DD), when quantity is below 1 or status is not one of
-its table's values, and when its customer, product, warehouse (shipments) or supplier, product,
-warehouse (purchase orders) id is not in the silver dimension.
+parse (integers within their type, unit_cost within decimal(10,2) rounded half up, timestamps
+``YYYY-MM-DDTHH:MM:SS[.fraction]`` with ``Z`` or a ``+HH:MM`` offset, promised_date
+``YYYY-MM-DD``), when quantity is below 1 or status is not one of its table's values, and when its
+customer, product, warehouse (shipments) or supplier, product, warehouse (purchase orders) id is
+not in the silver dimension (``unknown product_id 123``).
 
 The merge keeps, per key, the copy with the latest updated_at: within the batch, ties go to the
 later (object, member, line); against silver, the batch's copy wins when its updated_at is not
 older, so running a batch again gives the same silver and the same counts.
 
-The batch is refused (``BatchRefused``, before silver is touched) when a listed object does not
-exist, an object is not a zip archive, a member's base name is neither ``shipments*.csv`` nor
-``purchase_orders*.csv``, or a member's header lacks a column of its table.
+The batch is refused (``BatchRefused``, before Spark starts and silver is touched) when a listed
+object does not exist, an object is not a zip archive, a member's base name is neither
+``shipments*.csv`` nor ``purchase_orders*.csv``, or a member's header lacks a column of its table:
+the driver reads each archive's directory and each member's first line with ranged GETs, without
+downloading the archives.
 
-How: the executors unzip, one task per archive, streaming each member verbatim to
-``_work/supplychain_silver_facts/batch_id=<batch_id>/members/<table>/`` and returning its header;
-Spark then reads those files as text, each as one partition (so a line's number is its place in
-its partition), parses the lines with from_csv and types them in Spark SQL (no Python UDF), joins
-the dimension ids (broadcast), and merges with silver in one aggregation per table while
-observations gather the counts, the rejects and the metrics. A table whose batch has no member is
-left as it is. Rewrites are crash-safe: the new tables, the rejects and the report go to the work
-folder, then ``_READY.json`` (the report and the files to publish) is written, then each table's
-folder gets the new files (server-side copies) and loses every other object. A run that finds
-``_READY.json`` only finishes that swap and reports what it records; a run that does not
-recomputes from silver as it is, which the swap has not touched.
+How. Each member is streamed, verbatim, to the run's work folder
+``_work/supplychain_silver_facts/batch_id=<batch_id>/run=<run id>/members/<table>/``, by the driver
+(four at a time, while Spark's JVM starts) up to 512 MiB of archives, else by the executors (one
+task per member; --unzip_on driver or executors forces either). Spark reads those files as text,
+each as one partition, so a line's number is its place in its partition; a line is split at its
+commas (from_csv only when it holds a quote), typed in Spark SQL (no Python UDF), and checked
+against the dimensions' ids, read on the driver with pyarrow (small tables). Each table then takes
+one pass: the batch's valid rows and silver's, the first of each key's copies in the order above
+(a window's row number), written to the run's folder while observations gather the counts, the
+rejects and the metrics; the two tables' passes run at once. A table the batch has no member of
+is left as it is. On the local stack, a batch of 600,000 rows runs at 0.53 to 0.63 of the
+throughput of Spark's plain copy of the same CSVs to parquet (which types and checks nothing, and
+merges with nothing), 1,000,000 rows at about 0.5.
 
-Arguments: --JOB_NAME --batch_id --landing_bucket --lakehouse_bucket; optional --objects, --prefix.
-Runs on AWS Glue 5.0 (Spark 3.5, Python 3.11) and on the local stack's Spark runtime.
+Rewrites are crash-safe: the new tables, the rejects and then ``_READY.json`` (the report and the
+exact files to publish) are written under ``_work/supplychain_silver_facts/batch_id=<batch_id>/``;
+then each table's folder gets the new files (server-side copies) and loses every other object,
+the rejects and the report are written, and the work folder is deleted (the ready record first).
+A run that finds ``_READY.json`` only finishes that swap and reports what it records, as long
+as silver still holds only the files that merge read (and the swap's own); after a later batch's
+swap, it merges again from silver as it is, which no swap has touched, as does a run that finds
+no record. Only counts, keys and member names are logged.
+
+Arguments: --JOB_NAME --batch_id --landing_bucket --lakehouse_bucket; optional --objects,
+--prefix, --unzip_on (auto, driver or executors; default auto). Runs on AWS Glue 5.0 (Spark 3.5,
+Python 3.11) and on the local stack's Spark runtime.
 """
 
 from __future__ import annotations
@@ -70,11 +85,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import boto3
+import pyarrow.parquet as pq
 from awsglue.context import GlueContext
 from awsglue.job import Job
 from awsglue.utils import getResolvedOptions
 from pyspark.context import SparkContext
-from pyspark.sql import Column, DataFrame, Observation
+from pyspark.sql import Column, DataFrame, Observation, Window
 from pyspark.sql import functions as F
 
 
@@ -85,7 +101,8 @@ class BatchRefused(Exception):
 
 JOB = "supplychain_silver_facts"
 REQUIRED_ARGUMENTS = ["JOB_NAME", "batch_id", "landing_bucket", "lakehouse_bucket"]
-OPTIONAL_ARGUMENTS = ["objects", "prefix"]
+OPTIONAL_ARGUMENTS = ["objects", "prefix", "unzip_on"]
+UNZIP_ON = ("auto", "driver", "executors")
 BATCH_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # the marker contract's batch ids
 SILVER_PREFIX = "silver"
 REJECTED_PREFIX = "silver/rejected"
@@ -99,6 +116,14 @@ FIRST_REJECTIONS = 10
 HEADER_READ_BYTES = 64 * 1024
 COPY_READ_BYTES = 8 * 1024 * 1024
 INSPECTING_THREADS = 16
+# Up to this many bytes of archives, the driver copies the members (COPY_THREADS at a time) while
+# Spark's JVM starts; a larger batch is copied by the executors, one task per member, which
+# scales with the cluster but starts only once Spark has.
+DRIVER_UNZIP_MAX_BYTES = 512 * 1024 * 1024
+COPY_THREADS = 4
+# A dimension's ids are checked as a set carried in the query up to this many; a larger one is
+# joined (see judged_rows).
+ID_SET_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -163,11 +188,12 @@ PURCHASE_ORDERS = FactTable(
     dimensions=(("supplier_id", "dim_supplier"), ("product_id", "dim_product"), ("warehouse_id", "dim_warehouse")),
 )
 TABLES = (SHIPMENTS, PURCHASE_ORDERS)
+# (silver dimension, its id column), each once
+DIMENSIONS = sorted({(name, column) for table in TABLES for column, name in table.dimensions})
 
 # What a field must look like (after trimming) before Spark's cast, which is more lenient: it
 # truncates "1.5" to an integer and reads a timestamp without an offset in the session's zone.
 PATTERNS = {
-    "integer": r"^[+-]?[0-9]+$",
     "decimal": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$",
     "timestamp": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$",
     "date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
@@ -195,9 +221,14 @@ ONE_PARTITION_PER_FILE = {
 
 def resolve_arguments(argv: list[str]) -> dict[str, str]:
     """getResolvedOptions makes every name it is given required: ask for an optional argument only
-    when the run passes it."""
+    when the run passes it. It refuses Glue's reserved names, so the run id is read directly."""
     present = [name for name in OPTIONAL_ARGUMENTS if any(a.split("=", 1)[0] == f"--{name}" for a in argv[1:])]
-    return getResolvedOptions(argv, REQUIRED_ARGUMENTS + present)
+    args = getResolvedOptions(argv, REQUIRED_ARGUMENTS + present)
+    for position, text in enumerate(argv[1:], start=1):
+        name, _, value = text.partition("=")
+        if name == "--JOB_RUN_ID":
+            args["JOB_RUN_ID"] = value or (argv[position + 1] if position + 1 < len(argv) else "")
+    return args
 
 
 def batch_prefix(args: dict[str, str], batch_id: str) -> str:
@@ -383,28 +414,43 @@ def inspect_batch(s3, bucket: str, keys: list[str], batch_id: str) -> list[dict]
 
 
 def copy_member(task: tuple) -> str:
-    """Runs on an executor, one member per task: streams the member, verbatim, from the archive
-    (ranged reads) to its work file (a multipart upload)."""
+    """Streams one member, verbatim, from its archive (ranged reads) to its work file (a multipart
+    upload); on a driver thread or an executor."""
     bucket, key, size, position, work_bucket, work_key, region = task
-    s3 = boto3.client("s3", region_name=region)
+    s3 = boto3.session.Session().client("s3", region_name=region)  # a session of its own: tasks may share a process
     with open_archive(s3, bucket, key, size, COPY_READ_BYTES) as archive:
         with archive.open(archive.infolist()[position]) as stream:
             s3.upload_fileobj(stream, work_bucket, work_key)
     return work_key
 
 
-def unzip_members(sc, s3, bucket: str, members: list[dict], work_bucket: str, members_prefix: str) -> None:
-    """Each member to ``<members_prefix><table>/o<object>m<position>.csv``, by the executors."""
+def copy_tasks(bucket: str, members: list[dict], work_bucket: str, members_prefix: str, region: str) -> list[tuple]:
+    """One copy per member, to ``<members_prefix><table>/o<object>m<position>.csv`` (set as the
+    member's ``work_key``)."""
     objects = {key: index for index, key in enumerate(sorted({m["object"] for m in members}))}
-    region = s3.meta.region_name
+    tasks = []
     for member in members:
         name = f"o{objects[member['object']]:06d}m{member['position']:06d}.csv"
         member["work_key"] = f"{members_prefix}{member['table']}/{name}"
-    tasks = [
-        (bucket, m["object"], m["size"], m["position"], work_bucket, m["work_key"], region) for m in members
-    ]
-    if tasks:  # one task per member, on the executors: the driver only lists
-        sc.parallelize(tasks, len(tasks)).map(copy_member).collect()
+        tasks.append((bucket, member["object"], member["size"], member["position"], work_bucket, member["work_key"],
+                      region))  # fmt: skip
+    return tasks
+
+
+def unzip_on(args: dict[str, str], members: list[dict]) -> str:
+    """``driver`` or ``executors``: --unzip_on, or by the batch's size (``auto``, the default)."""
+    choice = args.get("unzip_on") or "auto"
+    if choice not in UNZIP_ON:
+        raise ValueError(f"--unzip_on must be one of {', '.join(UNZIP_ON)}, not {choice!r}")
+    if choice != "auto":
+        return choice
+    size = sum({m["object"]: m["size"] for m in members}.values())
+    return "driver" if size <= DRIVER_UNZIP_MAX_BYTES else "executors"
+
+
+def copy_on_driver(tasks: list[tuple]) -> None:
+    with ThreadPoolExecutor(COPY_THREADS) as pool:
+        list(pool.map(copy_member, tasks))
 
 
 @dataclass
@@ -426,9 +472,14 @@ class Members:
             pairs += [F.lit(member["work_key"].rsplit("/", 1)[-1]), F.lit(rank)]
         return F.create_map(*pairs)[F.col("_metadata.file_name")]
 
-    def per_member(self, values: list) -> Column:
-        """An array literal holding one value per member, indexed by rank."""
-        return F.array(*[F.lit(value) for value in values])
+    def field(self, places: list[int]) -> Column:
+        """The field at its member's place (1-based, one per member; null past the line's end),
+        trimmed; the place is a literal when every member has the column in the same place."""
+        if len(set(places)) == 1:
+            place = F.lit(places[0])
+        else:
+            place = F.element_at(F.array(*[F.lit(p) for p in places]), F.col("rank") + 1)
+        return F.trim(F.element_at("fields", place))
 
 
 def members_by_table(members: list[dict]) -> dict[str, Members]:
@@ -444,27 +495,30 @@ def typed_value(column: Field, text: Column) -> Column:
         return text
     if column.kind == "timestamp":
         return F.when(text.rlike(PATTERNS["timestamp"]), timestamp_value(text))
+    if column.kind == "integer":
+        # the cast takes an optional sign and digits, nothing else but a fraction, which it would
+        # truncate: without a dot, it checks what the pattern would, for less
+        return F.when(~text.contains("."), text.cast(column.spark_type))
     return F.when(text.rlike(PATTERNS[column.kind]), text.cast(column.spark_type))
 
 
 def timestamp_value(text: Column) -> Column:
     """A timestamp with its offset (``Z`` or ``+HH:MM``, as the pattern checks), as UTC. Spark's
-    cast of a text with an offset costs three times that of one without, so the local part is cast
-    (in the session's zone, UTC) and shifted by the offset."""
-    utc = text.endswith("Z")
+    cast of a text with an offset costs three times that of one without, so a UTC text (``Z``,
+    ``+00:00``) has its local part cast, in the session's zone (UTC); another offset takes the
+    cast."""
     length = F.length(text)
-    local = F.when(utc, text.substr(F.lit(1), length - 1)).otherwise(text.substr(F.lit(1), length - 6))
-    sign = F.when(F.substring(text, -6, 1) == "-", -1).otherwise(1)
-    offset_seconds = F.when(utc, 0).otherwise(
-        sign * (F.substring(text, -5, 2).cast("int") * 3600 + F.substring(text, -2, 2).cast("int") * 60)
+    return (
+        F.when(text.endswith("Z"), text.substr(F.lit(1), length - 1).cast("timestamp"))
+        .when(text.endswith("+00:00"), text.substr(F.lit(1), length - 6).cast("timestamp"))
+        .otherwise(text.cast("timestamp"))
     )
-    return F.timestamp_micros(F.unix_micros(local.cast("timestamp")) - offset_seconds.cast("bigint") * 1_000_000)
 
 
-def parse_lines(lines: DataFrame, members: Members) -> DataFrame:
+def field_texts(lines: DataFrame, members: Members) -> DataFrame:
     """Each line with its member's rank, its 1-based line number, whether it is skipped (the
-    header, a blank line), whether it has more fields than its header, and each field's text
-    (trimmed, null when empty) and typed value.
+    header, a blank line), whether it has more fields than its header, and the text of each of
+    the table's fields (trimmed, null when empty).
 
     A line without a quote is split at its commas, which is what RFC 4180 makes of it and several
     times cheaper than the CSV parser; only a line with a quote goes through from_csv. Separate
@@ -476,7 +530,6 @@ def parse_lines(lines: DataFrame, members: Members) -> DataFrame:
     table, width = members.table, members.width
     numbered = lines.select(
         members.rank_of_file().alias("rank"),
-        F.col("_metadata.file_block_start").alias("split"),
         (F.monotonically_increasing_id().bitwiseAND(ROW_IN_PARTITION) + 1).alias("line"),
         "value",
     )
@@ -484,78 +537,84 @@ def parse_lines(lines: DataFrame, members: Members) -> DataFrame:
     schema = ", ".join(f"f{i} string" for i in range(width + 1))
     skipped = (F.col("line") == 1) | (F.trim(F.col("value")) == "")
     quoted = numbered.select(
-        "rank", "split", "line", "value", skipped.alias("skipped"),
+        "rank", "line", "value", skipped.alias("skipped"),
         F.when(~skipped & (F.instr("value", '"') > 0), F.from_csv("value", schema, CSV_OPTIONS)).alias("q"),
     )  # fmt: skip
-    fields = F.when(
-        F.col("q").isNotNull(), F.array(*[F.col(f"q.f{i}") for i in range(width + 1)])
-    ).otherwise(F.split("value", ",", -1))
-    split = quoted.select("rank", "split", "line", "skipped", F.when(~F.col("skipped"), fields).alias("fields"))
-
-    def field(places: list[int]) -> Column:
-        """The field at the member's place (1-based; null past the line's end), trimmed."""
-        return F.trim(F.element_at("fields", F.element_at(members.per_member(places), F.col("rank") + 1)))
-
+    fields = F.when(F.col("q").isNotNull(), F.array(*[F.col(f"q.f{i}") for i in range(width + 1)])).otherwise(
+        F.split("value", ",", -1)
+    )
+    split = quoted.select("rank", "line", "skipped", F.when(~F.col("skipped"), fields).alias("fields"))
     trimmed = split.select(
-        "rank", "split", "line", "skipped",
-        field([len(m["header"]) + 1 for m in members.rows]).alias("extra"),
-        *[field([m["header"].index(c.name) + 1 for m in members.rows]).alias(c.name) for c in table.columns],
+        "rank", "line", "skipped",
+        members.field([len(m["header"]) + 1 for m in members.rows]).alias("extra"),
+        *[members.field([m["header"].index(c.name) + 1 for m in members.rows]).alias(c.name) for c in table.columns],
     )  # fmt: skip
-    texts = trimmed.select(
-        "rank", "split", "line", "skipped",
+    return trimmed.select(
+        "rank", "line", "skipped",
         F.coalesce(F.col("extra") != "", F.lit(False)).alias("extra"),
         *[F.when(F.col(c.name) != "", F.col(c.name)).alias(f"{c.name}_text") for c in table.columns],
     )  # fmt: skip
-    return texts.select(
-        "rank", "split", "line", "skipped", "extra",
+
+
+def typed_rows(texts: DataFrame, table: FactTable) -> DataFrame:
+    """The field texts typed, with the first parsing rule the line breaks (null when none)."""
+    typed = texts.select(
+        "rank", "line", "skipped", "extra",
         *[f"{c.name}_text" for c in table.columns],
         *[typed_value(c, F.col(f"{c.name}_text")).alias(c.name) for c in table.columns],
     )  # fmt: skip
+    return typed.select(
+        "rank", "line", "skipped", *[c.name for c in table.columns], parse_reason(table).alias("reason")
+    )
 
 
-def with_dimensions(rows: DataFrame, table: FactTable, dimensions: dict[str, DataFrame]) -> DataFrame:
-    """Each row with ``known_<id column>``: true when the dimension has the id, else null. The ids
-    are made distinct first, so a dimension read mid-swap (old and new files) adds no row."""
-    for column, dimension in table.dimensions:
-        known = dimensions[dimension].select(F.col(column).cast("int").alias(f"{column}_known_id")).distinct()
-        known = known.withColumn(f"known_{column}", F.lit(True))
-        rows = rows.join(F.broadcast(known), rows[column] == known[f"{column}_known_id"], "left").drop(
-            f"{column}_known_id"
-        )
-    return rows
-
-
-def reason(table: FactTable) -> Column:
-    """The first rule a row breaks, as short fixed text (an unknown id is named), or null."""
-    rules: list[tuple[Column, Column]] = [(F.col("extra"), F.lit("more fields than the header"))]
+def parse_reason(table: FactTable) -> Column:
+    """The first parsing rule a row breaks, as short fixed text, or null: more fields than the
+    header, then for each column in order: empty (but the optional ones), not parsed, quantity
+    below 1, status not one of the table's."""
+    rules: list[tuple[Column, str]] = [(F.col("extra"), "more fields than the header")]
     for column in table.columns:
         text, value = F.col(f"{column.name}_text"), F.col(column.name)
         if not column.optional:
-            rules.append((text.isNull(), F.lit(f"{column.name} is empty")))
+            rules.append((text.isNull(), f"{column.name} is empty"))
         if column.kind == "status":
-            allowed = ", ".join(table.statuses)
-            rules.append((~text.isin(*table.statuses), F.lit(f"{column.name} is not one of {allowed}")))
+            rules.append((~text.isin(*table.statuses), f"{column.name} is not one of {', '.join(table.statuses)}"))
         else:
-            rules.append((text.isNotNull() & value.isNull(), F.lit(f"{column.name} {NOT_PARSED[column.kind]}")))
+            rules.append((text.isNotNull() & value.isNull(), f"{column.name} {NOT_PARSED[column.kind]}"))
         if column.name == "quantity":
-            rules.append((value < 1, F.lit("quantity is below 1")))
-    for column, _ in table.dimensions:
-        unknown = F.concat(F.lit(f"unknown {column} "), F.col(column).cast("string"))
-        rules.append((F.col(f"known_{column}").isNull(), unknown))
-    # one CASE of many branches, not nested ones: Spark splits its code into small methods, which
-    # the JIT compiles (a method over 8,000 bytes of bytecode is left to the interpreter)
+            rules.append((value < 1, "quantity is below 1"))
+    return first_rule(rules)
+
+
+def first_rule(rules: list[tuple[Column, str | Column]]) -> Column:
+    """The reason of the first rule whose condition holds (null when none, and for a skipped line).
+    One CASE of many branches: it generates far less code than nested ones."""
     chosen = F.when(F.col("skipped"), F.lit(None).cast("string"))
     for condition, text in rules:
-        chosen = chosen.when(condition, text)
+        chosen = chosen.when(condition, text if isinstance(text, Column) else F.lit(text))
     return chosen
 
 
-def judged_rows(lines: DataFrame, members: Members, dimensions: dict[str, DataFrame]) -> DataFrame:
-    table = members.table
-    parsed = with_dimensions(parse_lines(lines, members), table, dimensions)
-    return parsed.select(
-        "rank", "split", "line", "skipped", *[c.name for c in table.columns], reason(table).alias("reason")
-    )
+def judged_rows(texts: DataFrame, table: FactTable, dimensions: dict[str, list[int] | DataFrame]) -> DataFrame:
+    """Each line with its member's rank, its line number, whether it is skipped, its typed values,
+    and the first rule it breaks: a parsing rule, else an id its dimension does not have.
+
+    A dimension's ids (a list) are checked as a set in the query (one hash lookup, no Spark job,
+    join or broadcast), passed as SQL text (py4j would pass a list one item at a time); a larger
+    dimension (a frame of its distinct ids) is joined, broadcast."""
+    rows = typed_rows(texts, table)
+    unknown = []
+    for column, name in table.dimensions:
+        ids = dimensions[name]
+        if isinstance(ids, DataFrame):
+            known = ids.select(F.col("id").alias(f"{column}_known"))
+            rows = rows.join(F.broadcast(known), rows[column] == known[f"{column}_known"], "left")
+            found = F.col(f"{column}_known").isNotNull()
+        else:
+            found = F.expr(f"{column} IN ({', '.join(map(str, ids))})") if ids else F.lit(False)
+        unknown.append((~found, F.concat(F.lit(f"unknown {column} "), F.col(column).cast("string"))))
+    reason = F.coalesce(F.col("reason"), first_rule(unknown))
+    return rows.select("rank", "line", "skipped", *[c.name for c in table.columns], reason.alias("reason"))
 
 
 # --- the merge ------------------------------------------------------------------------------------
@@ -576,10 +635,13 @@ def merged(batch_rows: DataFrame, silver: DataFrame, table: FactTable, batch_id:
         *[F.col(c.name).cast(c.spark_type) for c in table.columns], F.col("batch_id").cast("string"),
         F.lit(0).alias("from_batch"), F.lit(-1).alias("rank"), F.lit(0).cast("bigint").alias("line"),
     )  # fmt: skip
-    ordering = ["updated_at", "from_batch", "rank", "line"]
-    rest = [name for name in [*names, "batch_id"] if name not in ordering and name != table.key]
-    winner = F.max(F.struct(*ordering, *rest)).alias("w")
-    return from_batch.unionByName(from_silver).groupBy(table.key).agg(winner).select(table.key, "w.*")
+    # the first row of each key's window: a sort, then a row number (a max of a struct of every
+    # column, the alternative, builds and compares that struct for each row: a third dearer)
+    latest_first = Window.partitionBy(table.key).orderBy(
+        *[F.col(name).desc() for name in ("updated_at", "from_batch", "rank", "line")]
+    )
+    candidates = from_batch.unionByName(from_silver)
+    return candidates.withColumn("copy", F.row_number().over(latest_first)).where(F.col("copy") == 1).drop("copy")
 
 
 METRICS = {"shipments": ("units_shipped", "late_deliveries"), "purchase_orders": ("units_received",)}
@@ -598,10 +660,14 @@ def published_metrics(table: FactTable) -> list[Column]:
 
 
 def overwrite_parquet(frame: DataFrame, path: str) -> None:
-    """Replace the directory's objects with the frame's files; no _SUCCESS marker."""
+    """Replace the work folder's objects with the frame's files; no _SUCCESS marker. The
+    committer's second algorithm moves each file once (the first moves it twice, which S3 does by
+    copying); that a failed write leaves some files is harmless in a work folder, which only the
+    ready record publishes."""
     (
         frame.write.mode("overwrite")
         .option("mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")
+        .option("mapreduce.fileoutputcommitter.algorithm.version", "2")
         .option("compression", "snappy")
         .parquet(path)
     )
@@ -616,17 +682,20 @@ def read_table(spark, s3, bucket: str, prefix: str, schema: str | None) -> DataF
     return spark.createDataFrame([], schema) if schema else None
 
 
-def rebuild_table(spark, s3, members: Members, dimensions, context: dict) -> dict:
+def rebuild_table(spark, s3, members: Members, ids: dict, context: dict) -> dict:
     """One pass over the table's members: the merged table to the work folder, the counts, the
     rejects (rank, line, reason) and the metrics."""
     table, bucket, batch_id = members.table, context["lakehouse_bucket"], context["batch_id"]
     lines = spark.read.text([s3_url(bucket, m["work_key"]) for m in members.rows])
-    landing = Observation(f"{table.name}_landing")
-    judged = judged_rows(lines, members, dimensions).observe(
-        landing,
-        F.sum(F.when(~F.col("skipped"), 1).otherwise(0)).alias("landing"),
+    if lines.rdd.getNumPartitions() != len(members.rows):  # planned, not run
+        raise RuntimeError("the members were not read one per partition: their line numbers would be wrong")
+    # Two observations, each where its values are known; each also ends a whole-stage codegen
+    # stage, which keeps each stage's generated method small enough for the JIT to compile.
+    landing, judging = Observation(f"{table.name}_landing"), Observation(f"{table.name}_judging")
+    texts = field_texts(lines, members).observe(landing, F.sum(F.when(~F.col("skipped"), 1).otherwise(0)).alias("rows"))
+    judged = judged_rows(texts, table, ids).observe(
+        judging,
         F.sum(F.when(F.col("reason").isNotNull(), 1).otherwise(0)).alias("rejected"),
-        F.max("split").alias("split"),
         # as JSON text: the Python side of an observation only converts plain values
         F.to_json(F.collect_list(F.when(F.col("reason").isNotNull(), F.struct("rank", "line", "reason")))).alias(
             "rejects"
@@ -641,11 +710,9 @@ def rebuild_table(spark, s3, members: Members, dimensions, context: dict) -> dic
         F.sum(F.when(F.col("from_batch") == 1, 1).otherwise(0)).alias("silver"),
         *published_metrics(table),
     )
-    work_url = f"s3://{bucket}/{context['work_prefix']}{table.silver}/"
+    work_url = f"s3://{bucket}/{context['run_prefix']}{table.silver}/"
     overwrite_parquet(table_rows.select(*[c.name for c in table.columns], "batch_id"), work_url)
-    read, won = landing.get, winners.get
-    if read.get("split"):
-        raise RuntimeError("a member was read in several splits: its line numbers would be wrong")
+    read, won = {"landing": landing.get.get("rows"), **judging.get}, winners.get
     rejects = [
         {"object": members.rows[r["rank"]]["object"], "member": members.rows[r["rank"]]["member"],
          "line": int(r["line"]), "reason": r["reason"]}
@@ -753,53 +820,95 @@ def start_spark(args: dict[str, str]):
     return sc, spark, job
 
 
-def read_dimensions(spark, s3, bucket: str) -> dict[str, DataFrame]:
-    dimensions = {}
-    for dimension in sorted({name for table in TABLES for _, name in table.dimensions}):
-        frame = read_table(spark, s3, bucket, f"{SILVER_PREFIX}/{dimension}/", None)
-        if frame is None:
-            raise RuntimeError(
-                f"s3://{bucket}/{SILVER_PREFIX}/{dimension}/ holds no file: the silver dimensions load before the facts"
-            )
-        dimensions[dimension] = frame
+def dimension_ids(s3, bucket: str) -> dict[str, list[int] | list[str]]:
+    """Per silver dimension, its ids, read on the driver with pyarrow (the id column only); or,
+    for a dimension of more than ID_SET_MAX ids, its files' keys, for Spark to read (see
+    ``judged_rows``)."""
+    found: dict[str, list[int] | list[str]] = {}
+    for name, column in DIMENSIONS:
+        keys = [key for key in list_keys(s3, bucket, f"{SILVER_PREFIX}/{name}/") if key.endswith(".parquet")]
+        if not keys:
+            where = f"s3://{bucket}/{SILVER_PREFIX}/{name}/"
+            raise RuntimeError(f"{where} holds no parquet file: the silver dimensions load before the facts")
+        ids = set()
+        for key in keys:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            ids.update(pq.read_table(io.BytesIO(body), columns=[column]).column(column).to_pylist())
+            if len(ids) > ID_SET_MAX:
+                break
+        ids.discard(None)
+        found[name] = sorted(int(value) for value in ids) if len(ids) <= ID_SET_MAX else keys
+        log(f"{name}: " + (f"{len(ids):,} ids" if len(ids) <= ID_SET_MAX else f"over {ID_SET_MAX:,} ids, joined"))
+    return found
+
+
+def joinable(spark, bucket: str, found: dict[str, list]) -> dict[str, list[int] | DataFrame]:
+    """The dimensions ``dimension_ids`` left to Spark (their files' keys) as frames of distinct ids."""
+    column_of = dict(DIMENSIONS)
+    dimensions: dict[str, list[int] | DataFrame] = {}
+    for name, ids in found.items():
+        if ids and isinstance(ids[0], str):
+            frame = spark.read.parquet(*[s3_url(bucket, key) for key in ids])
+            ids = frame.select(F.col(column_of[name]).cast("int").alias("id")).where(F.col("id").isNotNull()).distinct()
+        dimensions[name] = ids
     return dimensions
+
+
+def table_pass(spark, s3, found: Members, ids: dict, context: dict) -> dict:
+    """One table's new version in the work folder (its files under ``files``), its counts,
+    rejects and metrics. A table the batch has no member of is left as it is (no files), unless
+    it does not exist yet: it is then written empty."""
+    table, bucket = found.table, context["lakehouse_bucket"]
+    work_table = f"{context['run_prefix']}{table.silver}/"
+    if found.rows:
+        result = rebuild_table(spark, s3, found, ids, context)
+        return {**result, "files": parquet_files(spark, s3, table, bucket, work_table)}
+    result = {"counts": dict.fromkeys(("landing", "rejected", "silver", "superseded"), 0), "rejects": []}
+    if has_files(s3, bucket, f"{SILVER_PREFIX}/{table.silver}/"):
+        log(f"{table.name}: no member in the batch; {table.silver} left as it is")
+        return result
+    log(f"{table.name}: no member in the batch and no {table.silver} yet: an empty table")
+    return {**result, "files": parquet_files(spark, s3, table, bucket, work_table)}
 
 
 def rebuild(args: dict[str, str], s3, keys: list[str], context: dict) -> dict:
     """Everything but the swap: unzips, checks, merges into the work folder, then writes the ready
     record, which it returns."""
     batch_id, bucket, work_prefix = context["batch_id"], context["lakehouse_bucket"], context["work_prefix"]
+    run_prefix = context["run_prefix"]
     base = silver_files(s3, bucket)  # what the merge reads: the ready record is current only while it stays
     members = inspect_batch(s3, args["landing_bucket"], keys, batch_id)
     log(f"{len(members)} member(s): " + ", ".join(f"{t.name} {sum(m['table'] == t.name for m in members)}"
                                                   for t in TABLES))  # fmt: skip
-    sc, spark, job = start_spark(args)
-    unzip_members(sc, s3, args["landing_bucket"], members, bucket, work_prefix + "members/")
-    log(f"unzipped them into s3://{bucket}/{work_prefix}members/")
-
-    dimensions = read_dimensions(spark, s3, bucket)
+    tasks = copy_tasks(args["landing_bucket"], members, bucket, run_prefix + "members/", s3.meta.region_name)
+    where = unzip_on(args, members)
+    with ThreadPoolExecutor(2) as background:
+        # what needs no Spark runs while its JVM starts
+        ids = background.submit(dimension_ids, s3, bucket)
+        copied = background.submit(copy_on_driver, tasks if where == "driver" else [])
+        sc, spark, job = start_spark(args)
+        if where == "executors" and tasks:
+            sc.parallelize(tasks, len(tasks)).map(copy_member).collect()
+        copied.result()
+        ids = joinable(spark, bucket, ids.result())
+    log(f"unzipped them into s3://{bucket}/{run_prefix}members/ (on the {where})")
+    # the tables' passes run at once: one's driver work and last tasks overlap the other's tasks
+    by_table = members_by_table(members)
+    with ThreadPoolExecutor(len(by_table)) as pool:
+        results = list(pool.map(lambda found: table_pass(spark, s3, found, ids, context), by_table.values()))
     counts, rejects, tables = {}, [], {}
     metrics = {"units_shipped": 0, "units_received": 0, "late_deliveries": 0}
-    for table_members in members_by_table(members).values():
-        table = table_members.table
-        work_table = f"{work_prefix}{table.silver}/"
-        result = {"counts": dict.fromkeys(("landing", "rejected", "silver", "superseded"), 0), "rejects": []}
-        if table_members.rows:
-            result = rebuild_table(spark, s3, table_members, dimensions, context)
-            tables[table.silver] = parquet_files(spark, s3, table, bucket, work_table)
-        elif has_files(s3, bucket, f"{SILVER_PREFIX}/{table.silver}/"):
-            log(f"{table.name}: no member in the batch; {table.silver} left as it is")
-        else:
-            log(f"{table.name}: no member in the batch and no {table.silver} yet: an empty table")
-            tables[table.silver] = parquet_files(spark, s3, table, bucket, work_table)
+    for table, result in zip(TABLES, results, strict=True):
         counts.update({f"{count}_{table.name}": value for count, value in result["counts"].items()})
         rejects += result["rejects"]
         metrics.update(result.get("metrics", {}))
+        if result.get("files"):
+            tables[table.silver] = result["files"]
 
     rejects.sort(key=lambda r: (r["object"], r["member"], r["line"]))
     rejects_key = None
     if rejects:
-        rejects_key = work_prefix + REJECTS_NAME
+        rejects_key = run_prefix + REJECTS_NAME
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode("utf-8")
         s3.put_object(Bucket=bucket, Key=rejects_key, Body=body, ContentType="application/x-ndjson")
     report = {
@@ -823,7 +932,9 @@ def main() -> dict:
         raise ValueError(f"batch id {batch_id!r} does not match {BATCH_ID.pattern}")
     landing_bucket, bucket = args["landing_bucket"], args["lakehouse_bucket"]
     work_prefix = f"_work/{JOB}/batch_id={batch_id}/"
-    context = {"batch_id": batch_id, "lakehouse_bucket": bucket, "work_prefix": work_prefix}
+    # each run writes in a folder of its own: what a stopped run's last tasks write cannot mix in
+    run_prefix = f"{work_prefix}run={args.get('JOB_RUN_ID') or time.time_ns()}/"
+    context = {"batch_id": batch_id, "lakehouse_bucket": bucket, "work_prefix": work_prefix, "run_prefix": run_prefix}
     s3 = boto3.client("s3")
 
     ready = read_json(s3, bucket, work_prefix + READY_NAME)
