@@ -17,11 +17,18 @@ import uuid
 import pyarrow.parquet as pq
 import pytest
 
+from tests.e2e.glue_runs import (
+    ARTIFACTS,
+    ERROR_GROUP,
+    create_job,
+    job_log_lines,
+    start_job_run,
+    wait_for_job_run,
+)
+
 pytestmark = pytest.mark.e2e
 
-BUCKET = "etl-glue-artifacts"
-ROLE = "arn:aws:iam::123456789012:role/etl-glue-job-role"
-ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
+BUCKET = ARTIFACTS  # the runs' data sits beside the scripts
 
 ROWS = [
     {"order_id": "o-1", "quantity": 2, "unit_price": 9.5, "status": "shipped"},
@@ -82,33 +89,9 @@ def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def create_job(aws, name: str, script: str, command: str = "glueetl", **job) -> None:
-    key = f"tests/glue-spark/{name}.py"
-    aws("s3").put_object(Bucket=BUCKET, Key=key, Body=script.encode())
-    aws("glue").create_job(
-        Name=name,
-        Role=ROLE,
-        GlueVersion="5.0",
-        Command={"Name": command, "ScriptLocation": f"s3://{BUCKET}/{key}", "PythonVersion": "3"},
-        **job,
-    )
-
-
-def wait_for_run(aws, name: str, run_id: str, timeout: float = 240, poll: float = 0.2) -> dict:
-    deadline = time.monotonic() + timeout
-    while (run := aws("glue").get_job_run(JobName=name, RunId=run_id)["JobRun"])["JobRunState"] in ACTIVE:
-        assert time.monotonic() < deadline, f"job run {run_id} still {run['JobRunState']} after {timeout} s"
-        time.sleep(poll)
-    return run
-
-
-def output_lines(aws, run_id: str, group: str = "/aws-glue/jobs/output") -> list[str]:
-    logs = aws("logs")
-    try:
-        events = logs.get_log_events(logGroupName=group, logStreamName=run_id, startFromHead=True)["events"]
-    except logs.exceptions.ResourceNotFoundException:
-        return []
-    return [event["message"] for event in events]
+def create_inline_job(aws, name: str, script: str, command: str = "glueetl", **job) -> None:
+    """A job whose script is the text given."""
+    create_job(aws, name, f"tests/glue-spark/{name}.py", script.encode(), command, **job)
 
 
 def line_starting(lines: list[str], prefix: str) -> str:
@@ -145,24 +128,22 @@ def spark_copy(stack, aws):
     prefix = f"glue-spark/{name}"
     body = "\n".join(json.dumps(row) for row in ROWS) + "\n"
     aws("s3").put_object(Bucket=BUCKET, Key=f"{prefix}/in/orders.json", Body=body.encode())
-    create_job(
+    create_inline_job(
         aws,
         name,
         JSON_TO_PARQUET,
         DefaultArguments={"--source": f"s3://{BUCKET}/{prefix}/in/", "--target_s3a": f"s3a://{BUCKET}/{prefix}/a/"},
     )
     started = time.monotonic()
-    run_id = aws("glue").start_job_run(JobName=name, Arguments={"--target_s3n": f"s3n://{BUCKET}/{prefix}/n/"})[
-        "JobRunId"
-    ]
-    run = wait_for_run(aws, name, run_id)
+    run_id = start_job_run(aws, name, **{"--target_s3n": f"s3n://{BUCKET}/{prefix}/n/"})
+    run = wait_for_job_run(aws, name, run_id, timeout=240)
     return {
         "name": name,
         "prefix": prefix,
         "run": run,
         "seconds": time.monotonic() - started,
-        "output": output_lines(aws, run_id),
-        "errors": output_lines(aws, run_id, "/aws-glue/jobs/error"),
+        "output": job_log_lines(aws, run_id),
+        "errors": job_log_lines(aws, run_id, ERROR_GROUP),
     }
 
 
@@ -194,61 +175,60 @@ def test_a_spark_run_gets_the_arguments_aws_glue_passes(spark_copy, aws):
 
 def test_a_failing_spark_script_fails_the_run_with_its_exception_line(stack, aws):
     name = _unique("spark-fails")
-    create_job(aws, name, FAILS_IN_SPARK)
+    create_inline_job(aws, name, FAILS_IN_SPARK)
     missing = f"s3://{BUCKET}/glue-spark/{name}/nothing-here/"
-    run_id = aws("glue").start_job_run(JobName=name, Arguments={"--source": missing})["JobRunId"]
-    run = wait_for_run(aws, name, run_id)
+    run_id = start_job_run(aws, name, **{"--source": missing})
+    run = wait_for_job_run(aws, name, run_id, timeout=240)
     assert run["JobRunState"] == "FAILED"
     message = run["ErrorMessage"]
     assert message.startswith("pyspark.errors.exceptions.captured.AnalysisException: "), message
     assert "Path does not exist" in message and missing.rstrip("/") in message, message
-    errors = output_lines(aws, run_id, "/aws-glue/jobs/error")
+    errors = job_log_lines(aws, run_id, ERROR_GROUP)
     assert any(line.startswith("Traceback") for line in errors)
 
 
 def test_batch_stop_job_run_stops_a_spark_run_and_its_jvm(stack, aws):
     glue = aws("glue")
     name = _unique("spark-stopped")
-    create_job(aws, name, RUNS_UNTIL_STOPPED, ExecutionProperty={"MaxConcurrentRuns": 1})
-    run_id = glue.start_job_run(JobName=name)["JobRunId"]
+    create_inline_job(aws, name, RUNS_UNTIL_STOPPED, ExecutionProperty={"MaxConcurrentRuns": 1})
+    run_id = start_job_run(aws, name)
     deadline = time.monotonic() + 180
-    while not any(line.startswith("PIDS ") for line in output_lines(aws, run_id)):
+    while not any(line.startswith("PIDS ") for line in job_log_lines(aws, run_id)):
         run = glue.get_job_run(JobName=name, RunId=run_id)["JobRun"]
-        errors = output_lines(aws, run_id, "/aws-glue/jobs/error")
+        errors = job_log_lines(aws, run_id, ERROR_GROUP)
         assert run["JobRunState"] == "RUNNING", (run.get("ErrorMessage"), errors[-30:])
         assert time.monotonic() < deadline, "the Spark session did not start"
         time.sleep(0.5)
-    python_pid, jvm_pid = map(int, line_starting(output_lines(aws, run_id), "PIDS ").split())
+    python_pid, jvm_pid = map(int, line_starting(job_log_lines(aws, run_id), "PIDS ").split())
     assert not process_is_gone(jvm_pid)
     with pytest.raises(glue.exceptions.ConcurrentRunsExceededException):
         glue.start_job_run(JobName=name)  # MaxConcurrentRuns holds while the JVM runs
 
     answer = glue.batch_stop_job_run(JobName=name, JobRunIds=[run_id])
     assert answer["SuccessfulSubmissions"] == [{"JobName": name, "JobRunId": run_id}]
-    run = wait_for_run(aws, name, run_id, timeout=60)
+    run = wait_for_job_run(aws, name, run_id, timeout=60)
     assert run["JobRunState"] == "STOPPED"
     assert process_is_gone(python_pid) and process_is_gone(jvm_pid)
 
 
 def test_a_python_only_script_runs_without_spark_and_fast(stack, aws):
     name = _unique("python-only")
-    create_job(aws, name, PYTHON_ONLY)
+    create_inline_job(aws, name, PYTHON_ONLY)
     started = time.monotonic()
-    run_id = aws("glue").start_job_run(JobName=name)["JobRunId"]
-    run = wait_for_run(aws, name, run_id, poll=0.05)
+    run_id = start_job_run(aws, name)
+    run = wait_for_job_run(aws, name, run_id, timeout=240, poll=0.05)
     seconds = time.monotonic() - started
     assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
-    report = json.loads(line_starting(output_lines(aws, run_id), "PYTHON_ONLY "))
+    report = json.loads(line_starting(job_log_lines(aws, run_id), "PYTHON_ONLY "))
     assert report["spark_loaded"] is False
     # A JVM alone takes seconds to start; a plain Python run is a process start and a few requests.
     assert seconds < 2.0, f"a Python-only run took {seconds:.2f} s"
 
 
 def test_a_python_shell_job_has_no_spark_but_has_get_resolved_options(stack, aws):
-    glue = aws("glue")
     name = _unique("python-shell-spark")
-    create_job(aws, name, "from awsglue.context import GlueContext\n", command="pythonshell")
-    run = wait_for_run(aws, name, glue.start_job_run(JobName=name)["JobRunId"])
+    create_inline_job(aws, name, "from awsglue.context import GlueContext\n", command="pythonshell")
+    run = wait_for_job_run(aws, name, start_job_run(aws, name), timeout=240)
     assert run["JobRunState"] == "FAILED"
     assert "'awsglue.context' is not available in a Python shell job" in run["ErrorMessage"]
 
@@ -259,18 +239,18 @@ def test_a_python_shell_job_has_no_spark_but_has_get_resolved_options(stack, aws
         "args = getResolvedOptions(sys.argv, ['JOB_NAME', 'greeting'])\n"
         "print(f\"RESOLVED {args['JOB_NAME']} {args['greeting']}\")\n"
     )
-    create_job(aws, name, script, command="pythonshell")
-    run = wait_for_run(aws, name, glue.start_job_run(JobName=name, Arguments={"--greeting": "hello"})["JobRunId"])
+    create_inline_job(aws, name, script, command="pythonshell")
+    run = wait_for_job_run(aws, name, start_job_run(aws, name, **{"--greeting": "hello"}), timeout=240)
     assert run["JobRunState"] == "SUCCEEDED", run.get("ErrorMessage")
-    assert line_starting(output_lines(aws, run["Id"]), "RESOLVED ") == f"{name} hello"
+    assert line_starting(job_log_lines(aws, run["Id"]), "RESOLVED ") == f"{name} hello"
 
 
 def test_get_and_reset_job_bookmark_answer_from_the_runs_state_dir(stack, aws):
     glue = aws("glue")
     name = _unique("bookmarked")
-    create_job(aws, name, PYTHON_ONLY)
-    run = wait_for_run(aws, name, glue.start_job_run(JobName=name)["JobRunId"])
-    state_dir = json.loads(line_starting(output_lines(aws, run["Id"]), "PYTHON_ONLY "))["state_dir"]
+    create_inline_job(aws, name, PYTHON_ONLY)
+    run = wait_for_job_run(aws, name, start_job_run(aws, name), timeout=240)
+    state_dir = json.loads(line_starting(job_log_lines(aws, run["Id"]), "PYTHON_ONLY "))["state_dir"]
     assert glue.get_job_bookmark(JobName=name)["JobBookmarkEntry"] == {
         "JobName": name, "Version": 0, "Run": 0, "Attempt": 0,
     }  # fmt: skip

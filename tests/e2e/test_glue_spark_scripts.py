@@ -27,49 +27,29 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.e2e.glue_runs import ARTIFACTS, ERROR_GROUP, ROLE, create_job, job_log_lines, start_job_run, wait_for_job_run
+
 pytestmark = pytest.mark.e2e
 
 SCRIPTS = Path(__file__).parent / "glue_scripts" / "spark"
-BUCKET = "etl-glue-artifacts"
-ROLE = "arn:aws:iam::123456789012:role/etl-glue-job-role"
-ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
+BUCKET = ARTIFACTS  # the runs' data sits beside the scripts
 
 
 def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def create_job(aws, name: str, script: str, **job) -> None:
-    key = f"tests/glue-spark-scripts/{name}/{script}"
-    aws("s3").put_object(Bucket=BUCKET, Key=key, Body=(SCRIPTS / script).read_bytes())
-    aws("glue").create_job(
-        Name=name,
-        Role=ROLE,
-        GlueVersion="5.0",
-        Command={"Name": "glueetl", "ScriptLocation": f"s3://{BUCKET}/{key}", "PythonVersion": "3"},
-        **job,
-    )
+def create_spark_job(aws, name: str, script: str, **job) -> None:
+    """A job running ``glue_scripts/spark/<script>``."""
+    create_job(aws, name, f"tests/glue-spark-scripts/{name}/{script}", (SCRIPTS / script).read_bytes(), **job)
 
 
 def run_job(aws, name: str, timeout: float = 240, **arguments) -> dict:
     """Starts a run and waits for its end; fails with the run's error log unless it SUCCEEDED."""
-    glue = aws("glue")
-    run_id = glue.start_job_run(JobName=name, Arguments=arguments)["JobRunId"]
-    deadline = time.monotonic() + timeout
-    while (run := glue.get_job_run(JobName=name, RunId=run_id)["JobRun"])["JobRunState"] in ACTIVE:
-        assert time.monotonic() < deadline, f"job run {run_id} still {run['JobRunState']} after {timeout} s"
-        time.sleep(0.2)
-    assert run["JobRunState"] == "SUCCEEDED", (run.get("ErrorMessage"), log_lines(aws, run_id)[-40:])
+    run_id = start_job_run(aws, name, **arguments)
+    run = wait_for_job_run(aws, name, run_id, timeout)
+    assert run["JobRunState"] == "SUCCEEDED", (run.get("ErrorMessage"), job_log_lines(aws, run_id, ERROR_GROUP)[-40:])
     return run
-
-
-def log_lines(aws, run_id: str, group: str = "/aws-glue/jobs/error") -> list[str]:
-    logs = aws("logs")
-    try:
-        events = logs.get_log_events(logGroupName=group, logStreamName=run_id, startFromHead=True)["events"]
-    except logs.exceptions.ResourceNotFoundException:
-        return []
-    return [event["message"] for event in events]
 
 
 def keys_under(aws, bucket: str, prefix: str) -> list[str]:
@@ -142,7 +122,7 @@ def test_a_glue_studio_script_maps_drops_personal_data_and_writes_partitioned_pa
     s3 = aws("s3")
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/in/day=1/shipments.json", Body=json_lines(SHIPMENTS[:2]))
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/in/late/more/shipments.json", Body=json_lines(SHIPMENTS[2:]))
-    create_job(aws, name, "glue_studio_style.py")
+    create_spark_job(aws, name, "glue_studio_style.py")
 
     run_job(
         aws,
@@ -201,7 +181,7 @@ def test_a_classic_console_script_reads_a_crawled_csv_table_and_drops_the_empty_
     crawled = aws("glue").get_table(DatabaseName=database, Name=table)["Table"]
     assert crawled["Parameters"]["classification"] == "csv"
     assert [c["Name"] for c in crawled["StorageDescriptor"]["Columns"]] == PARCELS_CSV[0]
-    create_job(aws, name, "console_classic_style.py")
+    create_spark_job(aws, name, "console_classic_style.py")
 
     run_job(
         aws,
@@ -252,7 +232,7 @@ def test_a_mixed_dynamicframe_and_dataframe_script_writes_data_and_updates_the_c
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}/payments/b.json", Body=json_lines(PAYMENTS[4:]))
     aws("glue").create_database(DatabaseInput={"Name": database})
     target = f"s3://{BUCKET}/{prefix}/out/"
-    create_job(aws, name, "mixed_dataframe_style.py")
+    create_spark_job(aws, name, "mixed_dataframe_style.py")
 
     run_job(
         aws,
@@ -311,7 +291,7 @@ def test_a_bookmarked_job_reads_only_new_objects_until_its_bookmark_is_reset(sta
         "e2.json": [{"event_id": "e-3", "kind": "delivered"}],
         "e3.json": [{"event_id": "e-4", "kind": "scan"}, {"event_id": "e-5", "kind": "returned"}],
     }
-    create_job(
+    create_spark_job(
         aws,
         name,
         "bookmarked_incremental.py",

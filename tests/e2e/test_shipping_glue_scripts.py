@@ -25,13 +25,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from devstack.sample_data import shipping
+from tests.e2e.glue_runs import ROLE, create_job, output_and_error_lines, start_job_run, wait_for_job_run
 
 pytestmark = pytest.mark.e2e
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "include" / "glue_scripts" / "shipping"
-ARTIFACTS = "etl-glue-artifacts"
-ROLE = "arn:aws:iam::123456789012:role/etl-glue-job-role"
-ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
 LANDING, STAGING = shipping.LANDING_BUCKET, shipping.STAGING_BUCKET
 
 RAW_SCHEMA = pa.schema(
@@ -65,56 +63,28 @@ def jobs(stack, aws):
     names = {}
     for script in ("shipping_json_to_parquet", "shipping_normalize"):
         name = _unique(f"e2e-{script}")
-        key = f"tests/shipping/{name}/{script}.py"
-        aws("s3").put_object(Bucket=ARTIFACTS, Key=key, Body=(SCRIPTS / f"{script}.py").read_bytes())
-        aws("glue").create_job(
-            Name=name,
-            Role=ROLE,
-            GlueVersion="5.0",
-            Command={"Name": "glueetl", "ScriptLocation": f"s3://{ARTIFACTS}/{key}", "PythonVersion": "3"},
-        )
+        create_job(aws, name, f"tests/shipping/{name}/{script}.py", (SCRIPTS / f"{script}.py").read_bytes())
         names[script] = name
     return names
 
 
-def start(aws, job: str, **arguments) -> str:
-    return aws("glue").start_job_run(JobName=job, Arguments=arguments)["JobRunId"]
-
-
-def wait(aws, job: str, run_id: str, timeout: float = 300) -> dict:
-    glue = aws("glue")
-    deadline = time.monotonic() + timeout
-    while (run := glue.get_job_run(JobName=job, RunId=run_id)["JobRun"])["JobRunState"] in ACTIVE:
-        assert time.monotonic() < deadline, f"job run {run_id} still {run['JobRunState']} after {timeout} s"
-        time.sleep(0.2)
-    return run
-
-
-def log_lines(aws, run_id: str, group: str) -> list[str]:
-    logs = aws("logs")
-    try:
-        events = logs.get_log_events(logGroupName=group, logStreamName=run_id, startFromHead=True)["events"]
-    except logs.exceptions.ResourceNotFoundException:
-        return []
-    return [event["message"] for event in events]
-
-
 def run_logs(aws, run_id: str) -> str:
-    return "\n".join(log_lines(aws, run_id, "/aws-glue/jobs/output") + log_lines(aws, run_id, "/aws-glue/jobs/error"))
+    """The run's stdout then its stderr, as one text."""
+    return "\n".join(output_and_error_lines(aws, run_id))
 
 
 def to_parquet(aws, jobs, batch_id: str, expect: str = "SUCCEEDED", **arguments) -> dict:
     args = {"--batch_id": batch_id, "--landing_bucket": LANDING, "--staging_bucket": STAGING, **arguments}
-    run_id = start(aws, jobs["shipping_json_to_parquet"], **args)
-    run = wait(aws, jobs["shipping_json_to_parquet"], run_id)
+    run_id = start_job_run(aws, jobs["shipping_json_to_parquet"], **args)
+    run = wait_for_job_run(aws, jobs["shipping_json_to_parquet"], run_id)
     assert run["JobRunState"] == expect, (run.get("ErrorMessage"), run_logs(aws, run_id)[-4000:])
     return run
 
 
 def normalize(aws, jobs, batch_id: str, database: str, expect: str = "SUCCEEDED") -> dict:
     args = {"--batch_id": batch_id, "--staging_bucket": STAGING, "--database": database}
-    run_id = start(aws, jobs["shipping_normalize"], **args)
-    run = wait(aws, jobs["shipping_normalize"], run_id)
+    run_id = start_job_run(aws, jobs["shipping_normalize"], **args)
+    run = wait_for_job_run(aws, jobs["shipping_normalize"], run_id)
     assert run["JobRunState"] == expect, (run.get("ErrorMessage"), run_logs(aws, run_id)[-4000:])
     return run
 
@@ -355,14 +325,14 @@ def test_a_run_stopped_mid_write_then_rerun_leaves_exact_rows(aws, jobs):
     job = jobs["shipping_json_to_parquet"]
     args = {"--batch_id": batch_id, "--landing_bucket": LANDING, "--staging_bucket": STAGING}
 
-    run_id = start(aws, job, **args)
+    run_id = start_job_run(aws, job, **args)
     deadline = time.monotonic() + 240
     while aws("glue").get_job_run(JobName=job, RunId=run_id)["JobRun"]["JobRunState"] != "RUNNING":
         assert time.monotonic() < deadline
         time.sleep(0.1)
     time.sleep(8)  # past the JVM start, into the pass over the batch
     aws("glue").batch_stop_job_run(JobName=job, JobRunIds=[run_id])
-    stopped = wait(aws, job, run_id)
+    stopped = wait_for_job_run(aws, job, run_id)
     assert stopped["JobRunState"] in ("STOPPED", "SUCCEEDED")
 
     to_parquet(aws, jobs, batch_id)

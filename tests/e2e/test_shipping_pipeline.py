@@ -23,6 +23,7 @@ import pytest
 from devstack.runs import task_return_value
 from devstack.sample_data import shipping as sample
 from tests.conftest import run_dag
+from tests.e2e.glue_runs import ERROR_GROUP, OUTPUT_GROUP, job_log_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -366,20 +367,15 @@ def test_personal_data_goes_no_further_than_the_raw_layer(aws, pipeline, sql, in
         s3.get_object(Bucket=RESULTS, Key=key)["Body"].read().decode(errors="replace") for key in results
     )
     places["notifications"] = json.dumps(inbox("etl-success-inbox") + inbox("etl-failure-inbox"), ensure_ascii=False)
-    logs = aws("logs")
     normalize_runs = [
         r["Id"] for r in aws("glue").get_job_runs(JobName="shipping_normalize")["JobRuns"]
         if r["Arguments"].get("--batch_id") == "ship-pii"
     ]  # fmt: skip
     assert normalize_runs
     texts = []
-    for group in ("/aws-glue/jobs/output", "/aws-glue/jobs/error"):
+    for group in (OUTPUT_GROUP, ERROR_GROUP):
         for run_id in normalize_runs:
-            try:
-                events = logs.get_log_events(logGroupName=group, logStreamName=run_id, startFromHead=True)["events"]
-            except logs.exceptions.ResourceNotFoundException:
-                continue
-            texts += [event["message"] for event in events]
+            texts += job_log_lines(aws, run_id, group)
     places["normalize job logs"] = "\n".join(texts)
 
     # The logs were captured: the last task's line, and the normalize job's own output, are there.

@@ -18,7 +18,6 @@ import io
 import json
 import math
 import re
-import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -29,15 +28,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.e2e.glue_runs import (
+    ARTIFACTS,
+    create_job,
+    job_log_lines,
+    output_and_error_lines,
+    start_job_run,
+    wait_for_job_run,
+)
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "include" / "glue_scripts" / "supplychain"
 ARROW_POSTGRES = REPO / "include" / "glue_scripts" / "common" / "arrow_postgres.py"
 WAREHOUSE_TABLES_SQL = REPO / "include" / "sql" / "supplychain" / "warehouse_tables.sql"
-ARTIFACTS = "etl-glue-artifacts"
-ROLE = "arn:aws:iam::123456789012:role/etl-glue-job-role"
-ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
 LAKEHOUSE = "supplychain-lakehouse"
 WAREHOUSE_SECRET = "etl/warehouse"
 MICROSECONDS_PER_DAY = 86_400_000_000
@@ -360,49 +365,23 @@ def _unique(prefix: str) -> str:
 @pytest.fixture(scope="module")
 def jobs(stack, aws):
     """The two jobs of this module, named by script stem; the load gets arrow_postgres as the DAG ships it."""
-    s3 = aws("s3")
     common_key = f"tests/supplychain/{_unique('common')}/arrow_postgres.py"
-    s3.put_object(Bucket=ARTIFACTS, Key=common_key, Body=ARROW_POSTGRES.read_bytes())
+    aws("s3").put_object(Bucket=ARTIFACTS, Key=common_key, Body=ARROW_POSTGRES.read_bytes())
     extra = {"supplychain_load_warehouse": {"--extra-py-files": f"s3://{ARTIFACTS}/{common_key}"}}
     names = {}
     for script in ("supplychain_gold_summaries", "supplychain_load_warehouse"):
         name = _unique(f"e2e-{script}")
         key = f"tests/supplychain/{name}/{script}.py"
-        s3.put_object(Bucket=ARTIFACTS, Key=key, Body=(SCRIPTS / f"{script}.py").read_bytes())
-        aws("glue").create_job(
-            Name=name,
-            Role=ROLE,
-            GlueVersion="5.0",
-            Command={"Name": "glueetl", "ScriptLocation": f"s3://{ARTIFACTS}/{key}", "PythonVersion": "3"},
-            DefaultArguments=extra.get(script, {}),
-        )
+        create_job(aws, name, key, (SCRIPTS / f"{script}.py").read_bytes(), DefaultArguments=extra.get(script, {}))
         names[script] = name
     return names
 
 
-def wait(aws, job: str, run_id: str, timeout: float = 300) -> dict:
-    glue = aws("glue")
-    deadline = time.monotonic() + timeout
-    while (run := glue.get_job_run(JobName=job, RunId=run_id)["JobRun"])["JobRunState"] in ACTIVE:
-        assert time.monotonic() < deadline, f"job run {run_id} still {run['JobRunState']} after {timeout} s"
-        time.sleep(0.2)
-    return run
-
-
-def output_lines(aws, run_id: str, group: str = "/aws-glue/jobs/output") -> list[str]:
-    logs = aws("logs")
-    try:
-        events = logs.get_log_events(logGroupName=group, logStreamName=run_id, startFromHead=True)["events"]
-    except logs.exceptions.ResourceNotFoundException:
-        return []
-    return [event["message"] for event in events]
-
-
 def run_job(aws, job: str, **arguments) -> dict:
-    run_id = aws("glue").start_job_run(JobName=job, Arguments=arguments)["JobRunId"]
-    run = wait(aws, job, run_id)
+    run_id = start_job_run(aws, job, **arguments)
+    run = wait_for_job_run(aws, job, run_id)
     if run["JobRunState"] != "SUCCEEDED":
-        logs = "\n".join(output_lines(aws, run_id) + output_lines(aws, run_id, "/aws-glue/jobs/error"))
+        logs = "\n".join(output_and_error_lines(aws, run_id))
         pytest.fail(f"{job} {run['JobRunState']}: {run.get('ErrorMessage')}\n{logs[-4000:]}")
     return run
 
@@ -527,7 +506,7 @@ def test_the_report_counts_the_written_rows_and_publishes_the_lowest_on_time_sup
         "published": {"lowest_on_time_suppliers": expected_lowest(silver["gold_supplier_performance"])},
     }
     assert [s["supplier_id"] for s in report["published"]["lowest_on_time_suppliers"]] == [6, 2, 3]
-    assert json.loads(output_lines(aws, first_gold["run"]["Id"])[-1]) == report  # the last stdout line
+    assert json.loads(job_log_lines(aws, first_gold["run"]["Id"])[-1]) == report  # the last stdout line
     assert keys_under(aws, "_work/") == []
 
 
@@ -566,7 +545,7 @@ def test_the_load_creates_the_tables_and_holds_exactly_the_gold_rows(aws, silver
         "batch_id": first_gold["id"],
         **{table: len(rows) for table, rows in silver.items()},
     }
-    assert json.loads(output_lines(aws, first_load["run"]["Id"])[-1]) == first_load["report"]
+    assert json.loads(job_log_lines(aws, first_load["run"]["Id"])[-1]) == first_load["report"]
 
 
 def test_the_warehouse_columns_have_the_gold_types_and_keys(first_load, sql):
@@ -665,7 +644,7 @@ def test_a_retry_after_a_crash_mid_swap_only_finishes_the_swap(silver, first_loa
         "published": {"lowest_on_time_suppliers": expected_lowest(staged["gold_supplier_performance"])},
     }
     assert keys_under(aws, "_work/") == []
-    logs = "\n".join(output_lines(aws, run["Id"]))
+    logs = "\n".join(job_log_lines(aws, run["Id"]))
     assert "finishing the swap of an earlier attempt" in logs and "new version written" not in logs
 
 
@@ -689,7 +668,7 @@ def test_a_ready_version_computed_from_another_silver_is_recomputed(silver, firs
         found, _, _ = read_gold(aws, table)
         assert found == rows, table  # computed from silver as it is, not the stale staged row
     assert keys_under(aws, "_work/") == []
-    assert "recomputing" in "\n".join(output_lines(aws, run["Id"]))
+    assert "recomputing" in "\n".join(job_log_lines(aws, run["Id"]))
 
 
 # -- empty facts ------------------------------------------------------------------------------------

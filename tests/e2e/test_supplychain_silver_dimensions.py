@@ -27,15 +27,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.e2e.glue_runs import ERROR_GROUP, create_job, job_log_lines, start_job_run, wait_for_job_run
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "include" / "glue_scripts" / "supplychain" / "supplychain_silver_dimensions.py"
 SOURCE_SCHEMA = REPO / "include" / "sql" / "supplychain" / "source_schema.sql"
-ARTIFACTS = "etl-glue-artifacts"
-ROLE = "arn:aws:iam::123456789012:role/etl-glue-job-role"
 SECRET = "etl/supplychain"
-ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
 TABLES = ("supplier", "product", "warehouse", "customer")
 WORK = "_work/supplychain_silver_dimensions/"
 WATERMARKS = "_state/dimension_watermarks.json"
@@ -109,12 +108,7 @@ def source_clock(source) -> datetime:
 @pytest.fixture(scope="module")
 def job(stack, aws):
     name = f"e2e-supplychain_silver_dimensions-{uuid.uuid4().hex[:10]}"
-    key = f"tests/supplychain/{name}/{SCRIPT.name}"
-    aws("s3").put_object(Bucket=ARTIFACTS, Key=key, Body=SCRIPT.read_bytes())
-    aws("glue").create_job(
-        Name=name, Role=ROLE, GlueVersion="5.0",
-        Command={"Name": "glueetl", "ScriptLocation": f"s3://{ARTIFACTS}/{key}", "PythonVersion": "3"},
-    )  # fmt: skip
+    create_job(aws, name, f"tests/supplychain/{name}/{SCRIPT.name}", SCRIPT.read_bytes())
     return name
 
 
@@ -126,27 +120,14 @@ def new_lakehouse(aws, stack) -> str:
     return bucket
 
 
-def output_lines(aws, run_id: str, group: str = "/aws-glue/jobs/output") -> list[str]:
-    logs = aws("logs")
-    try:
-        events = logs.get_log_events(logGroupName=group, logStreamName=run_id, startFromHead=True)["events"]
-    except logs.exceptions.ResourceNotFoundException:
-        return []
-    return [event["message"] for event in events]
-
-
 def run_job(aws, job: str, batch_id: str, bucket: str, lag: float = 0) -> dict:
     """One run to its end; returns the run, its output lines and the report of its last line."""
-    glue = aws("glue")
     arguments = {"--batch_id": batch_id, "--source_secret_id": SECRET, "--lakehouse_bucket": bucket,
                  "--commit_lag_seconds": str(lag)}  # fmt: skip
-    run_id = glue.start_job_run(JobName=job, Arguments=arguments)["JobRunId"]
-    deadline = time.monotonic() + 300
-    while (run := glue.get_job_run(JobName=job, RunId=run_id)["JobRun"])["JobRunState"] in ACTIVE:
-        assert time.monotonic() < deadline, f"job run {run_id} still {run['JobRunState']}"
-        time.sleep(0.2)
-    lines = output_lines(aws, run_id)
-    errors = "\n".join(output_lines(aws, run_id, "/aws-glue/jobs/error"))[-4000:]
+    run_id = start_job_run(aws, job, **arguments)
+    run = wait_for_job_run(aws, job, run_id, timeout=300)
+    lines = job_log_lines(aws, run_id)
+    errors = "\n".join(job_log_lines(aws, run_id, ERROR_GROUP))[-4000:]
     assert run["JobRunState"] == "SUCCEEDED", (run.get("ErrorMessage"), "\n".join(lines)[-2000:], errors)
     return {"run": run, "lines": lines, "report": json.loads(lines[-1])}
 

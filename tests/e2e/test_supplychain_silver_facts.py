@@ -31,12 +31,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.e2e.glue_runs import ACTIVE, create_job, output_and_error_lines, start_job_run, wait_for_job_run
+
 pytestmark = pytest.mark.e2e
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "include" / "glue_scripts" / "supplychain"
-ARTIFACTS = "etl-glue-artifacts"
-ROLE = "arn:aws:iam::123456789012:role/etl-glue-job-role"
-ACTIVE = ("STARTING", "RUNNING", "STOPPING", "WAITING")
 LANDING, LAKEHOUSE = "supplychain-landing", "supplychain-lakehouse"
 JOB = "supplychain_silver_facts"
 
@@ -243,14 +242,7 @@ def expected_report(batch: Batch, objects: list[str], merges: dict[str, dict]) -
 @pytest.fixture(scope="module")
 def job(stack, aws):
     name = _unique("e2e-supplychain-silver-facts")
-    key = f"tests/supplychain/{name}/{JOB}.py"
-    aws("s3").put_object(Bucket=ARTIFACTS, Key=key, Body=(SCRIPTS / f"{JOB}.py").read_bytes())
-    aws("glue").create_job(
-        Name=name,
-        Role=ROLE,
-        GlueVersion="5.0",
-        Command={"Name": "glueetl", "ScriptLocation": f"s3://{ARTIFACTS}/{key}", "PythonVersion": "3"},
-    )
+    create_job(aws, name, f"tests/supplychain/{name}/{JOB}.py", (SCRIPTS / f"{JOB}.py").read_bytes())
     return name
 
 
@@ -327,35 +319,14 @@ def write_dimensions(aws) -> None:
          ("lead_time_days", pa.int32()), *times]))  # fmt: skip
 
 
-def start(aws, job: str, **arguments) -> str:
-    return aws("glue").start_job_run(JobName=job, Arguments=arguments)["JobRunId"]
-
-
-def wait(aws, job: str, run_id: str, timeout: float = 300) -> dict:
-    glue = aws("glue")
-    deadline = time.monotonic() + timeout
-    while (run := glue.get_job_run(JobName=job, RunId=run_id)["JobRun"])["JobRunState"] in ACTIVE:
-        assert time.monotonic() < deadline, f"job run {run_id} still {run['JobRunState']} after {timeout} s"
-        time.sleep(0.2)
-    return run
-
-
-def run_logs(aws, run_id: str) -> list[str]:
-    logs, lines = aws("logs"), []
-    for group in ("/aws-glue/jobs/output", "/aws-glue/jobs/error"):
-        try:
-            events = logs.get_log_events(logGroupName=group, logStreamName=run_id, startFromHead=True)["events"]
-        except logs.exceptions.ResourceNotFoundException:
-            continue
-        lines += [event["message"] for event in events]
-    return lines
-
-
 def silver_facts(aws, job: str, batch_id: str, expect: str = "SUCCEEDED", **arguments) -> dict:
     args = {"--batch_id": batch_id, "--landing_bucket": LANDING, "--lakehouse_bucket": LAKEHOUSE, **arguments}
-    run_id = start(aws, job, **args)
-    run = wait(aws, job, run_id)
-    assert run["JobRunState"] == expect, (run.get("ErrorMessage"), "\n".join(run_logs(aws, run_id))[-4000:])
+    run_id = start_job_run(aws, job, **args)
+    run = wait_for_job_run(aws, job, run_id)
+    assert run["JobRunState"] == expect, (
+        run.get("ErrorMessage"),
+        "\n".join(output_and_error_lines(aws, run_id))[-4000:],
+    )
     return run
 
 
@@ -539,7 +510,7 @@ def test_the_report_reconciles_the_counts_and_publishes_the_batch_metrics(aws, b
         assert landing == report[f"silver_{table}"] + report[f"rejected_{table}"] + report[f"superseded_{table}"]
         assert landing == batch.landing(table)
     assert report["published"]["batch"]["late_deliveries"] >= 1
-    logs = run_logs(aws, batch_a["run"]["Id"])
+    logs = output_and_error_lines(aws, batch_a["run"]["Id"])
     assert json.loads([line for line in logs if line.startswith("{")][-1]) == report
     # the customers were joined, the other dimensions checked as sets of ids
     assert any("dim_customer: over 100,000 ids, joined" in line for line in logs)
@@ -643,10 +614,10 @@ def test_a_run_killed_mid_merge_then_run_again_leaves_the_exact_winners(aws, job
     }
     batch.write(aws("s3"), seed=4)
 
-    run_id = start(aws, job, **{"--batch_id": batch.batch_id, "--landing_bucket": LANDING,
-                                "--lakehouse_bucket": LAKEHOUSE})  # fmt: skip
+    run_id = start_job_run(aws, job, **{"--batch_id": batch.batch_id, "--landing_bucket": LANDING,
+                                        "--lakehouse_bucket": LAKEHOUSE})  # fmt: skip
     deadline = time.monotonic() + 240
-    while not any("unzipped them" in line for line in run_logs(aws, run_id)):  # Spark is merging now
+    while not any("unzipped them" in line for line in output_and_error_lines(aws, run_id)):  # Spark is merging now
         assert time.monotonic() < deadline and aws("glue").get_job_run(JobName=job, RunId=run_id)["JobRun"][
             "JobRunState"] in ACTIVE, "the run ended before it was killed"  # fmt: skip
         time.sleep(0.1)
@@ -660,7 +631,7 @@ def test_a_run_killed_mid_merge_then_run_again_leaves_the_exact_winners(aws, job
     assert killed, "the job's process was not found"
     for process in killed:
         process.kill()
-    assert wait(aws, job, run_id)["JobRunState"] != "SUCCEEDED"
+    assert wait_for_job_run(aws, job, run_id)["JobRunState"] != "SUCCEEDED"
     assert {table: silver(aws, table) for table in COLUMNS} == before
     assert keys_under(aws, LAKEHOUSE, f"_work/{JOB}/batch_id={batch.batch_id}/_READY.json") == []
 
@@ -773,7 +744,7 @@ def test_a_run_that_finds_the_ready_record_only_finishes_the_swap(aws, job, batc
     assert read_rejects(aws, batch_id) == rejects
     assert read_json(aws, f"audit/batch_id={batch_id}/silver_facts.json") == report
     assert keys_under(aws, LAKEHOUSE, work) == []
-    assert json.loads([line for line in run_logs(aws, run["Id"]) if line.startswith("{")][-1]) == report
+    assert json.loads([line for line in output_and_error_lines(aws, run["Id"]) if line.startswith("{")][-1]) == report
 
 
 def test_a_ready_record_made_before_a_later_swap_is_not_published(aws, job, batch_b):
@@ -797,4 +768,4 @@ def test_a_ready_record_made_before_a_later_swap_is_not_published(aws, job, batc
     assert "incoming/x.zip" in run["ErrorMessage"] and "do not exist" in run["ErrorMessage"]
     assert keys_under(aws, LAKEHOUSE, "silver/fact_shipments/") == before
     assert silver(aws, "shipments") == current
-    assert any("made from another silver; recomputing" in line for line in run_logs(aws, run["Id"]))
+    assert any("made from another silver; recomputing" in line for line in output_and_error_lines(aws, run["Id"]))

@@ -85,18 +85,6 @@ def test_a_crawler_catalogs_hive_partitions_that_the_partition_sensor_then_finds
     }
 
 
-def wait_for_job(glue, name, run_id, timeout=60):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job_run = glue.get_job_run(JobName=name, RunId=run_id)["JobRun"]
-        if job_run["JobRunState"] not in ("STARTING", "RUNNING", "STOPPING"):
-            return job_run
-        time.sleep(0.2)
-    raise AssertionError(f"job run {run_id} still {job_run['JobRunState']} after {timeout} s")
-
-
 def test_a_quiet_day_ends_the_marker_wait_skipped_not_failed(stack, aws, airflow_db, dags, capfd):
     bucket = f"toolkit-markers-{uuid.uuid4().hex[:8]}"
     s3 = aws("s3")
