@@ -4,7 +4,7 @@ time is orchestration rather than the work itself.
 Replacing Step Functions with Airflow is only worth it if the orchestrator's share of a batch stays
 small next to the work. The stack is the test suite's (``python -m devstack up`` on free ports);
 Airflow is configured as ``tests/conftest.py`` configures it (SQLite metadata database in a
-temporary AIRFLOW_HOME, AIRFLOW__ETL__GLUE_POLL_SECONDS=1), in a child process so that the configuration is
+temporary AIRFLOW_HOME, Glue polled every 0.25 s as under make airflow), in a child process so that the configuration is
 set before Airflow is imported. The batch (BENCH_DAG_ORDERS / ``--dag-orders``, default 100,000,
 with its completion marker) is found by the deferrable sensor, as in production.
 
@@ -116,7 +116,7 @@ def run(session: Session) -> list[Verdict]:
             details=[
                 "orchestration share, broken down: "
                 f"Glue operators around their runs {med('glue_operator'):.1f} s (script upload, job update, "
-                f"1 s polling, log fetch); other tasks {med('other_tasks'):.1f} s (sensor, claim, crawlers, "
+                f"polling, log fetch); other tasks {med('other_tasks'):.1f} s (sensor, claim, crawlers, "
                 f"counts from the audit report and parquet footers, GX footer checks, reconcile, SNS); "
                 f"between tasks {med('between_tasks'):.1f} s",
                 f"Glue job runs (StartedOn..CompletedOn): {glue_runs}",

@@ -3,7 +3,7 @@ of its wall time is orchestration rather than the work itself.
 
 The approach of bench/orders_dag.py: the test suite's stack (``python -m devstack up`` on free
 ports), Airflow configured as ``tests/conftest.py`` configures it (SQLite metadata database in a
-temporary AIRFLOW_HOME, AIRFLOW__ETL__GLUE_POLL_SECONDS=1) in a child process, and the drop found
+temporary AIRFLOW_HOME, Glue polled every 0.25 s as under make airflow) in a child process, and the drop found
 by the deferrable sensor from its marker, as in production. The supply-chain buckets are emptied
 and the ``supplychain`` warehouse schema and audit rows dropped first; the source is a default
 ``populate``'s state (``devstack.sample_data.supplychain``). The measured drop holds
@@ -159,7 +159,7 @@ def run(session: Session) -> list[Verdict]:
             details=[
                 "orchestration share, broken down: "
                 f"Glue operators around their runs {med('glue_operator'):.1f} s (script upload, job update, "
-                f"1 s polling, log fetch); other tasks {med('other_tasks'):.1f} s (sensor, claim, crawlers, "
+                f"polling, log fetch); other tasks {med('other_tasks'):.1f} s (sensor, claim, crawlers, "
                 f"counts from the jobs' reports, GX footer checks, reconcile, SNS); "
                 f"between tasks {med('between_tasks'):.1f} s",
                 f"Glue job runs (StartedOn..CompletedOn): {glue_runs}",

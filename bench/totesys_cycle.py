@@ -136,7 +136,7 @@ def run(session: Session) -> list[Verdict]:
             details=[
                 "orchestration share, broken down: "
                 f"Glue operators around their runs {med('glue_operator'):.1f} s (script upload, job update, "
-                f"1 s polling, log fetch); other tasks {med('other_tasks'):.1f} s (plan, sensor, claim, GX "
+                f"polling, log fetch); other tasks {med('other_tasks'):.1f} s (plan, sensor, claim, GX "
                 f"footer checks, footer counts, crawler, reconcile, archive, SNS); between tasks "
                 f"{med('between_tasks'):.1f} s",
                 f"Glue job runs (StartedOn..CompletedOn): {glue_runs}",

@@ -31,6 +31,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.airflow_config import LOCAL_GLUE_POLL_SECONDS, local_airflow_config
 from devstack.stack import DEFAULT_STATE_DIR, PLUGINS_FOLDER, REPO_ROOT, LocalStack, StackOptions, stack_answers
 
 # Started in two waves: the UI and the DAG parsing first (on two cores, four processes importing
@@ -46,7 +47,6 @@ STOP_ORDER = ("scheduler", "triggerer", "dag-processor")  # together, then the A
 RESTARTED = ("triggerer",)
 MAX_RESTARTS = 5
 FORKSERVER_PRELOAD = "etl_toolkit.preload"
-LOCAL_GLUE_POLL_SECONDS = "0.5"
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 STARTUP_TIMEOUT = 180  # seconds from the stack being ready to the API server answering
 STOP_TIMEOUT = 20  # seconds each step of the shutdown waits before it kills
@@ -92,8 +92,8 @@ def airflow_settings(port: int) -> dict[str, str]:
         # second instead of every second: each step of a run starts that much sooner, for a few
         # more metadata queries a second.
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
-        # A local Glue job takes a second or two: polled every 2 s, a job that ends just after a look
-        # keeps its task (and the next one) waiting for most of the job's own time again.
+        # Glue polled often, one parsed copy of the AWS models per process (devstack/airflow_config.py).
+        **local_airflow_config(),
         "AIRFLOW__ETL__GLUE_POLL_SECONDS": os.environ.get("AIRFLOW__ETL__GLUE_POLL_SECONDS", LOCAL_GLUE_POLL_SECONDS),
     }
 

@@ -22,6 +22,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from devstack.airflow_config import local_airflow_config
 from devstack.resources import TOPICS, inbox_queue
 from devstack.runs import task_return_value
 from devstack.stack import DEFAULT_STATE_DIR, REPO_ROOT, read_env_file, stack_answers
@@ -51,7 +52,7 @@ def main(pipeline: str, orders: int, seed: int) -> int:
         )
         _wait_for(env_file, stack_process)
     try:
-        env = {**os.environ, **read_env_file(env_file), "AIRFLOW__ETL__GLUE_POLL_SECONDS": "1",
+        env = {**os.environ, **read_env_file(env_file), **local_airflow_config(),
                # The demo changes the totesys source and extracts at once: no commit lag to wait out.
                "AIRFLOW_VAR_TOTESYS_COMMIT_LAG_SECONDS": "0",
                "AIRFLOW_VAR_SUPPLYCHAIN_COMMIT_LAG_SECONDS": "0"}  # fmt: skip

@@ -4,7 +4,8 @@
    (the marker, the ``Pipeline``/``Layer`` declaration, the exceptions), ``messages`` (what a
    notification says), ``paths`` (finds ``include/`` in the repository and the MWAA bundle);
 2. I/O: ``s3`` (listings, parquet footers, small JSON), ``sql`` (the warehouse SQL runner),
-   ``markers`` (the marker store and its archive), ``sns`` (publishing);
+   ``markers`` (the marker store and its archive), ``sns`` (publishing), ``aws_session`` (the
+   provider's session factory: one parsed copy of the AWS models per process);
 3. the audit ledger and the checks: ``ledger`` (claims, attempts, layer counts, batch status),
    ``reconcile`` (pure comparisons), ``schema_checks`` (Great Expectations);
 4. task factories: ``tasks.batches``, ``tasks.glue``, ``tasks.audit``, ``tasks.quality``,

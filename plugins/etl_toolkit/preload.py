@@ -7,9 +7,19 @@ then starts with the heavy libraries the toolkit uses already loaded - Great Exp
 to import), the Amazon provider's operators and hooks with boto3, pyarrow, psycopg2 - instead of
 paying those imports on every try of every task.
 
-The toolkit's own modules are left out on purpose: a task imports them from disk when it parses
-its DAG file (a few milliseconds), so an edit reaches the next task, as it reaches the DAG
-processor, with no restart. Only a library upgrade needs ``make airflow`` started again.
+Two one-time costs of a task's first AWS client are paid here too, once:
+
+- the botocore models of the services the toolkit calls, parsed into the process's shared loader
+  (``etl_toolkit.aws_session``, the session factory of every environment);
+- the map from loaded modules to their files in ``inspect``: the provider's hooks walk the call
+  stack (``inspect.stack``) to name their caller in the user agent of every client they make,
+  and the first walk in a process maps every loaded module - 0.2 s with Great Expectations loaded.
+
+The toolkit's own modules are left out on purpose, but for ``etl_toolkit.aws_session`` (which the
+provider imports in every process anyway): a task imports them from disk when it parses its DAG
+file (a few milliseconds), so an edit reaches the next task, as it reaches the DAG processor, with
+no restart. Only a library upgrade, or an edit of ``aws_session``, needs ``make airflow`` started
+again.
 
 Nothing here may start a thread or open a connection: both would be copied, half-alive, into
 every fork. The forkserver skips a preload module it cannot import without a word;
@@ -19,6 +29,7 @@ every fork. The forkserver skips a preload module it cannot import without a wor
 from __future__ import annotations
 
 import importlib
+import inspect
 
 LIBRARIES = (
     "great_expectations",  # the schema checks
@@ -35,5 +46,11 @@ LIBRARIES = (
     "airflow.providers.amazon.aws.triggers.s3",
 )
 
+# Every service a task of the toolkit makes a client of.
+AWS_SERVICES = ("s3", "glue", "logs", "sns", "sts", "athena", "secretsmanager", "sqs", "events")
+
 for _library in LIBRARIES:
     importlib.import_module(_library)
+
+importlib.import_module("etl_toolkit.aws_session").warm(AWS_SERVICES)
+inspect.stack()  # as the provider's hooks do: maps every module loaded so far to its file

@@ -417,9 +417,10 @@ def test_airflow_processes_get_the_variables_and_connections_of_make_stack(servi
     for key, folder in CONTAINER_PATH_VARIABLES.items():
         if folder:
             assert (REPO / mounts[compose_env[key]]).resolve() == REPO / folder, key
-    from devstack.airflow import LOCAL_GLUE_POLL_SECONDS
+    from devstack.airflow_config import local_airflow_config
 
-    assert compose_env["AIRFLOW__ETL__GLUE_POLL_SECONDS"] == LOCAL_GLUE_POLL_SECONDS  # as make airflow polls
+    for key, value in local_airflow_config().items():  # as make airflow polls Glue and makes AWS sessions
+        assert compose_env[key] == value, key
 
 
 def test_every_airflow_process_shares_the_same_settings_and_mounts(services):
@@ -439,7 +440,10 @@ def test_every_airflow_process_shares_the_same_settings_and_mounts(services):
 
 def test_every_airflow_option_the_compose_file_sets_exists_in_airflow_config(services):
     """AIRFLOW__SECTION__KEY variables with a typo are silently ignored; config.yml lists the real
-    ones, and the project's own section lists its options in etl_toolkit.settings."""
+    ones, the Amazon provider its own ([aws] ...), and the project's own section lists its options
+    in etl_toolkit.settings."""
+    from airflow.providers.amazon.get_provider_info import get_provider_info
+
     from etl_toolkit.settings import CONFIG_OPTIONS, CONFIG_SECTION
 
     config_yml = Path(find_spec("airflow").submodule_search_locations[0]) / "config_templates" / "config.yml"
@@ -448,6 +452,9 @@ def test_every_airflow_option_the_compose_file_sets_exists_in_airflow_config(ser
         for section, spec in yaml.safe_load(config_yml.read_text()).items()
         for option in spec["options"]
     } | {(CONFIG_SECTION, option) for option in CONFIG_OPTIONS}
+    options |= {
+        (section, option) for section, spec in get_provider_info()["config"].items() for option in spec["options"]
+    }
     # [core] mp_start_method's own description allows it per component, in sections that do not list it.
     start_method = yaml.safe_load(config_yml.read_text())["core"]["options"]["mp_start_method"]["description"]
     options |= {

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from devstack import resources as devstack_resources
+from devstack.airflow_config import AWS_SESSION_FACTORY
 from devstack.resources import provisioned_names
 from etl_toolkit import environment
 
@@ -282,6 +283,7 @@ MWAA_CALLS: dict[str, list[tuple[str, str]]] = {
     "AthenaHook": [],  # only get_query_results (above)
     "S3Hook": [],  # its methods are in the table above
     "SnsHook": [],
+    "BaseSessionFactory": [],  # the provider's, with the toolkit's loader: makes sessions, calls nothing
     "SqsHook": [],  # its aiobotocore client's calls are in the table above
     "S3KeySensor": [("s3:ListBucket", "landing_buckets")],  # wildcard key: a listing
     "S3KeyTrigger": [("s3:ListBucket", "landing_buckets")],
@@ -948,6 +950,7 @@ def test_mwaa_environment():
     assert variable_secret == f"{prefixes['variables_prefix']}/{environment.VARIABLE}"
     assert {"etl.glue_poll_seconds", "etl.marker_poke_seconds", "etl.retry_delay_seconds",
             "etl.totesys_ingest_schedule"} <= set(options)  # fmt: skip
+    assert options["aws.session_factory"] == AWS_SESSION_FACTORY  # as every local Airflow
     versioned = stack("prod", CreateMwaaEnvironment="true", PluginsS3ObjectVersion="v1.a",
                       RequirementsS3ObjectVersion="v2.b").resources()["MwaaEnvironment"]["Properties"]  # fmt: skip
     assert (versioned["PluginsS3ObjectVersion"], versioned["RequirementsS3ObjectVersion"]) == ("v1.a", "v2.b")

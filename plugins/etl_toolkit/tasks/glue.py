@@ -192,7 +192,7 @@ class CatalogCrawler(GlueCrawlerRunOperator):
 
     def __init__(self, *, config: dict[str, Any], **kwargs: Any):
         kwargs.setdefault("aws_conn_id", AWS_CONN_ID)
-        kwargs.setdefault("poll_interval", max(1, int(POLL_SECONDS)))
+        kwargs.setdefault("poll_interval", POLL_SECONDS)  # a waiter's delay: fractions of a second work
         super().__init__(crawler_name=config["Name"], **kwargs)
         self.config = config
 
