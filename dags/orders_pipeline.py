@@ -15,10 +15,13 @@ rule on `batch-completion/`, two crawlers, four Glue jobs, the DynamoDB audit ta
    `create_warehouse_tables` makes sure the warehouse's tables exist before the load.
 3. Glue `orders_landing_to_staging` explodes products into lines (the batch's files and the
    latest-copy rule come from `orders_batch.py`, shared with the audit job) → side by side: the
-   staging crawler (`staging_` prefix), the schema check and the audit count (must equal landing).
+   staging crawler (`staging_` prefix), the schema check and the audit count (must equal landing),
+   and the next job.
 4. Glue `orders_staging_to_warehouse_staging` COPYs the batch into `orders.stg_order_lines` →
-   audit count → `load_final_table` replaces the batch's orders in `orders.fact_order_lines` and
-   checks the count in the same transaction → audit count.
+   audit count (once staging's audits passed too) → `load_final_table` replaces the batch's orders
+   in `orders.fact_order_lines` and checks the count in the same transaction → audit count. Write,
+   audit, publish: every audit is upstream of the final load, so a batch that fails one never
+   reaches the final table.
 5. `reconcile` compares every declared layer, `archive_marker` sets the marker aside as loaded
    (or keeps it pending when it was written again meanwhile), `notify_success` publishes the
    summary to SNS `etl-success`. Any failed task first sets the marker aside under
@@ -69,14 +72,58 @@ FINAL = Asset(name="orders_final", uri="postgres://warehouse:5432/warehouse/orde
 def orders_pipeline(batch):
     window = {"--batch_id": batch.batch_id, "--started_at": batch.started_at, "--completed_at": batch.completed_at,
               "--landing_bucket": LANDING_BUCKET, "--landing_prefix": "orders/"}  # fmt: skip
-    # Off the way to the first Glue job: the landing crawler only catalogs the files for Athena's
-    # users (the jobs read the batch's files directly), and the warehouse's tables are first needed
-    # by the warehouse load.
+    # -- landing --------------------------------------------------------------------------------------
+    audit_landing = glue.GlueJob(
+        task_id="audit_landing",
+        pipeline=ORDERS.name,
+        script="orders_audit_landing.py",
+        py_modules=("orders_batch.py",),
+        script_args={**window, "--audit_bucket": STAGING_BUCKET,
+                     "--audit_key": LANDING_REPORT.format(batch_id=batch.batch_id)},  # fmt: skip
+    )
+    # The count (from the audit job's report) and the schema check (of the footers of the files the
+    # report lists) need only the audit job.
+    landing_audits = [
+        audit.count_report(
+            "landing",
+            bucket=STAGING_BUCKET,
+            key=LANDING_REPORT,
+            entities={"orders": "orders", "order_lines": "order_lines"},
+            rows="orders",
+            details=("duplicates_dropped", "rows_read", "objects_listed", "partitions"),
+        ),
+        quality.check_objects_in_report(
+            "landing", bucket=LANDING_BUCKET, report_bucket=STAGING_BUCKET, report_key=LANDING_REPORT
+        ),
+    ]
+    # The crawler only catalogs the files for Athena's users (the jobs read the batch's files directly).
     crawl_landing = glue.CatalogCrawler(
         task_id="crawl_landing",
         config=glue.crawler_config("orders-landing-area-crawler", f"s3://{LANDING_BUCKET}/orders/"),
         inlets=[LANDING],
     )
+    # -- staging --------------------------------------------------------------------------------------
+    landing_to_staging = glue.GlueJob(
+        task_id="landing_to_staging",
+        pipeline=ORDERS.name,
+        script="orders_landing_to_staging.py",
+        py_modules=("orders_batch.py",),
+        script_args={**window, "--staging_bucket": STAGING_BUCKET, "--staging_prefix": "orders/",
+                     "--versions_prefix": VERSIONS_PREFIX},  # fmt: skip
+        outlets=[STAGING],
+    )
+    # The check and the count read the batch's parquet footers themselves.
+    staging_audits = [
+        quality.check_parquet("staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/"),
+        audit.count_parquet("staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/", entity="order_lines"),
+    ]
+    crawl_staging = glue.CatalogCrawler(
+        task_id="crawl_staging",
+        config=glue.crawler_config(
+            "orders-staging-area-crawler", f"s3://{STAGING_BUCKET}/orders/", table_prefix="staging_"
+        ),
+    )
+    # -- warehouse ------------------------------------------------------------------------------------
     create_tables = warehouse.create_tables()
     to_warehouse_staging = glue.GlueJob(
         task_id="staging_to_warehouse_staging",
@@ -95,69 +142,28 @@ def orders_pipeline(batch):
         network=True,
         outlets=[WAREHOUSE_STAGING],
     )
-    chain(crawl_landing, create_tables, to_warehouse_staging)
-    chain(
-        # -- landing ----------------------------------------------------------------------------------
-        glue.GlueJob(
-            task_id="audit_landing",
-            pipeline=ORDERS.name,
-            script="orders_audit_landing.py",
-            py_modules=("orders_batch.py",),
-            script_args={**window, "--audit_bucket": STAGING_BUCKET,
-                         "--audit_key": LANDING_REPORT.format(batch_id=batch.batch_id)},  # fmt: skip
-        ),
-        # The count (from the audit job's report) and the schema check (of the footers of the files
-        # the report lists) need only the audit job: side by side.
-        [
-            audit.count_report(
-                "landing",
-                bucket=STAGING_BUCKET,
-                key=LANDING_REPORT,
-                entities={"orders": "orders", "order_lines": "order_lines"},
-                rows="orders",
-                details=("duplicates_dropped", "rows_read", "objects_listed", "partitions"),
-            ),
-            quality.check_objects_in_report(
-                "landing", bucket=LANDING_BUCKET, report_bucket=STAGING_BUCKET, report_key=LANDING_REPORT
-            ),
-        ],
-        # -- staging ----------------------------------------------------------------------------------
-        glue.GlueJob(
-            task_id="landing_to_staging",
-            pipeline=ORDERS.name,
-            script="orders_landing_to_staging.py",
-            py_modules=("orders_batch.py",),
-            script_args={**window, "--staging_bucket": STAGING_BUCKET, "--staging_prefix": "orders/",
-                         "--versions_prefix": VERSIONS_PREFIX},  # fmt: skip
-            outlets=[STAGING],
-        ),
-        # The crawler catalogs staging for Athena's users; the check and the count read the batch's
-        # parquet footers themselves. All three side by side, before the warehouse load.
-        [
-            glue.CatalogCrawler(
-                task_id="crawl_staging",
-                config=glue.crawler_config(
-                    "orders-staging-area-crawler", f"s3://{STAGING_BUCKET}/orders/", table_prefix="staging_"
-                ),
-            ),
-            quality.check_parquet("staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/"),
-            audit.count_parquet(
-                "staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/", entity="order_lines"
-            ),
-        ],
-        # -- warehouse --------------------------------------------------------------------------------
-        to_warehouse_staging,
-        audit.count_sql("warehouse_staging", file="count_warehouse_staging.sql", entity="order_lines"),
-        warehouse.load_batch(
-            task_id="load_final_table",
-            files=["lock_final_table.sql", "record_order_versions.sql", "analyze_batch.sql",
-                   "delete_replaced_orders.sql", "insert_final_lines.sql"],  # fmt: skip
-            count_sql="count_final.sql",
-            must_equal=("landing", "order_lines"),
-            outlets=[FINAL],
-        ),
-        audit.count_sql("final", file="count_final.sql", entity="order_lines"),
+    count_warehouse_staging = audit.count_sql(
+        "warehouse_staging", file="count_warehouse_staging.sql", entity="order_lines"
     )
+    load_final_table = warehouse.load_batch(
+        task_id="load_final_table",
+        files=["lock_final_table.sql", "record_order_versions.sql", "analyze_batch.sql",
+               "delete_replaced_orders.sql", "insert_final_lines.sql"],  # fmt: skip
+        count_sql="count_final.sql",
+        must_equal=("landing", "order_lines"),
+        outlets=[FINAL],
+    )
+    count_final = audit.count_sql("final", file="count_final.sql", entity="order_lines")
+
+    # Each Glue job starts as soon as what it reads is judged; a layer's audits run beside the next
+    # job, and every audit is upstream of the final load (write, audit, publish): a batch that
+    # fails one never reaches the final table. The crawlers and the warehouse's tables are off the
+    # way (nothing but the load needs the tables).
+    chain(audit_landing, landing_audits, landing_to_staging, to_warehouse_staging, count_warehouse_staging)
+    landing_to_staging >> [*staging_audits, crawl_staging]
+    staging_audits >> count_warehouse_staging  # it compares itself with the staging count
+    chain(count_warehouse_staging, load_final_table, count_final)
+    crawl_landing >> create_tables >> to_warehouse_staging
 
 
 orders_pipeline()
