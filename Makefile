@@ -32,11 +32,14 @@ GLUE5_MIN_PASSED := 160
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+# --compile-bytecode: every Airflow process, task, test process and local Glue run imports Airflow,
+# Great Expectations, boto3 and pyarrow; compiled once here, not from source in each process (and
+# cached nowhere where PYTHONDONTWRITEBYTECODE is set).
 $(STAMP): requirements-local.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing the pinned packages into $(VENV) (first run only)"
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.12.3
-	@$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements-local.txt
+	@$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements-local.txt
 	@touch $@
 
 venv: $(STAMP) spark-runtime ## create or refresh .venv from requirements-local.txt, with the Spark runtime
@@ -68,7 +71,7 @@ $(GLUE5_STAMP): constraints/glue5-python.txt include/glue_wheels.txt include/glu
 	@rm -rf $(GLUE5_VENV)
 	@$(BIN)/uv venv --quiet --python $(GLUE5_PYTHON) $(GLUE5_VENV)
 	@$(BIN)/python -m devstack.glue_wheels glue5-constraints > $(GLUE5_VENV)/constraints.txt
-	@$(BIN)/uv pip install --quiet --python $(GLUE5_VENV)/bin/python \
+	@$(BIN)/uv pip install --quiet --compile-bytecode --python $(GLUE5_VENV)/bin/python \
 	  -r constraints/glue5-python.txt -c $(GLUE5_VENV)/constraints.txt
 	@touch $@
 

@@ -98,6 +98,15 @@ def airflow_settings(port: int) -> dict[str, str]:
     }
 
 
+def _caching_bytecode(env: dict[str, str], cache_dir: Path) -> dict[str, str]:
+    """``env`` with Python's bytecode cache on, in ``cache_dir``: every task process imports the
+    toolkit and its DAG file again, and compiling them from source each time (where the shell sets
+    PYTHONDONTWRITEBYTECODE) cost a task a few hundred milliseconds. Outside the source tree, so the
+    checkout stays clean."""
+    env = {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": str(cache_dir)}
+
+
 def _command(process: str) -> list[str]:
     argv = [sys.executable, "-m", "airflow", process]
     if process in ("scheduler", "triggerer"):
@@ -314,7 +323,7 @@ def run_foreground(options: AirflowOptions) -> int:
         env = stack.start()
         say(f"stack ready (AWS emulator {env['AWS_ENDPOINT_URL']}); starting {' and '.join(FIRST_WAVE)}")
         say(f"process logs: {log_dir}/<process>.log")
-        airflow = AirflowProcesses({**os.environ, **env}, log_dir)
+        airflow = AirflowProcesses(_caching_bytecode({**os.environ, **env}, state_dir / "pycache"), log_dir)
         airflow.start(FIRST_WAVE)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         next_progress = time.monotonic() + 5
