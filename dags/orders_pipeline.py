@@ -18,10 +18,10 @@ rule on `batch-completion/`, two crawlers, four Glue jobs, the DynamoDB audit ta
    staging crawler (`staging_` prefix), the schema check and the audit count (must equal landing),
    and the next job.
 4. Glue `orders_staging_to_warehouse_staging` COPYs the batch into `orders.stg_order_lines` →
-   audit count (once staging's audits passed too) → `load_final_table` replaces the batch's orders
-   in `orders.fact_order_lines` and checks the count in the same transaction → audit count. Write,
-   audit, publish: every audit is upstream of the final load, so a batch that fails one never
-   reaches the final table.
+   `load_final_table` (once staging's audits passed too) takes the staging table's audit count,
+   replaces the batch's orders in `orders.fact_order_lines`, and takes the final table's audit
+   count in the same transaction, which must equal landing's. Write, audit, publish: every audit is
+   upstream of the final load, so a batch that fails one never reaches the final table.
 5. `reconcile` compares every declared layer, `archive_marker` sets the marker aside as loaded
    (or keeps it pending when it was written again meanwhile), `notify_success` publishes the
    summary to SNS `etl-success`. Any failed task first sets the marker aside under
@@ -142,27 +142,26 @@ def orders_pipeline(batch):
         network=True,
         outlets=[WAREHOUSE_STAGING],
     )
-    count_warehouse_staging = audit.count_sql(
-        "warehouse_staging", file="count_warehouse_staging.sql", entity="order_lines"
-    )
+    # The audit counts of the warehouse's two layers are taken by the load itself: the staging
+    # table's before the load starts, the final table's in the load's transaction.
     load_final_table = warehouse.load_batch(
         task_id="load_final_table",
         files=["lock_final_table.sql", "record_order_versions.sql", "analyze_batch.sql",
                "delete_replaced_orders.sql", "insert_final_lines.sql"],  # fmt: skip
         count_sql="count_final.sql",
         must_equal=("landing", "order_lines"),
+        counts_before={"warehouse_staging": "count_warehouse_staging.sql"},
+        counted_as="final",
         outlets=[FINAL],
     )
-    count_final = audit.count_sql("final", file="count_final.sql", entity="order_lines")
 
     # Each Glue job starts as soon as what it reads is judged; a layer's audits run beside the next
     # job, and every audit is upstream of the final load (write, audit, publish): a batch that
     # fails one never reaches the final table. The crawlers and the warehouse's tables are off the
     # way (nothing but the load needs the tables).
-    chain(audit_landing, landing_audits, landing_to_staging, to_warehouse_staging, count_warehouse_staging)
+    chain(audit_landing, landing_audits, landing_to_staging, to_warehouse_staging, load_final_table)
     landing_to_staging >> [*staging_audits, crawl_staging]
-    staging_audits >> count_warehouse_staging  # it compares itself with the staging count
-    chain(count_warehouse_staging, load_final_table, count_final)
+    staging_audits >> load_final_table  # its staging-table count compares itself with staging's
     crawl_landing >> create_tables >> to_warehouse_staging
 
 

@@ -88,10 +88,10 @@ def airflow_settings(port: int) -> dict[str, str]:
         # Airflow puts the plugins folder on sys.path itself, but the forkserver does not inherit
         # that sys.path (and skips a preload module it cannot import, silently).
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PLUGINS_FOLDER), os.environ.get("PYTHONPATH")])),
-        # An idle scheduler looks for work (a new asset event, a finished task) every quarter of a
+        # An idle scheduler looks for work (a new asset event, a finished task) every tenth of a
         # second instead of every second: each step of a run starts that much sooner, for a few
         # more metadata queries a second.
-        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1",
         # Glue polled often, one parsed copy of the AWS models per process (devstack/airflow_config.py).
         **local_airflow_config(),
         "AIRFLOW__ETL__GLUE_POLL_SECONDS": os.environ.get("AIRFLOW__ETL__GLUE_POLL_SECONDS", LOCAL_GLUE_POLL_SECONDS),

@@ -121,7 +121,7 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                     steps = [task for task in built if task.task_id not in frame.finishing_task_ids]
                     finishing = [task for task in built if task.task_id in frame.finishing_task_ids]
                     _check_counts(pipeline, frame)
-                    summary = reconcile_batch(frame, {layer: op.output for layer, op in frame.count_tasks.items()})
+                    summary = reconcile_batch(frame, frame.count_outputs)
                     archive = archive_marker(frame)
                     notify = publish_success(frame, summary)
                 chain(*head)

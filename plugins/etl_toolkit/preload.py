@@ -44,6 +44,10 @@ LIBRARIES = (
     "airflow.providers.amazon.aws.operators.glue_crawler",
     "airflow.providers.amazon.aws.sensors.s3",
     "airflow.providers.amazon.aws.triggers.s3",
+    # What a task process runs before its task: the task runner, the DAG bundle, the DAG file's parse.
+    "airflow.sdk.execution_time.task_runner",
+    "airflow.dag_processing.bundles.local",
+    "airflow.dag_processing.dagbag",
 )
 
 # Every service a task of the toolkit makes a client of.

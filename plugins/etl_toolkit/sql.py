@@ -90,6 +90,13 @@ def first_row(
         return [column[0] for column in cursor.description], rows[0]
 
 
+def counts(pipeline: str, name: str, entity: str, parameters: Mapping[str, Any] | None = None) -> dict[str, int]:
+    """A count query's one row as counts: its first column is the count of ``entity``, any further
+    columns further counts, named by their column names (what a load inserted and updated, say)."""
+    names, values = first_row(pipeline, name, parameters)
+    return {entity: int(values[0]), **{name: int(value) for name, value in zip(names[1:], values[1:], strict=True)}}
+
+
 def scalar(pipeline: str, name: str, parameters: Mapping[str, Any] | None = None, *, conn_id=WAREHOUSE_CONN_ID):
     rows = run(pipeline, name, parameters, conn_id=conn_id)
     if not rows or len(rows[0]) != 1:

@@ -382,6 +382,59 @@ def test_expected_counts_that_disagree_with_the_data_fail_with_the_counts_table(
     assert batch_status(warehouse, "e2e-short") == "FAILED"
 
 
+@contextmanager
+def losing_one_staged_line(warehouse_dsn: str, batch_id: str):
+    """The warehouse's staging table loses one of the batch's lines as it is loaded: a trigger
+    deletes one after the Glue job's COPY, in the job's transaction. Removed afterwards."""
+    import psycopg2
+
+    def run(statement: str) -> None:
+        with psycopg2.connect(warehouse_dsn) as conn, conn.cursor() as cursor:
+            cursor.execute(statement)
+
+    run(f"""
+        CREATE OR REPLACE FUNCTION orders.e2e_lose_one_line() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            DELETE FROM orders.stg_order_lines WHERE ctid IN (
+                SELECT ctid FROM orders.stg_order_lines WHERE run_id = '{batch_id}' LIMIT 1);
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER e2e_lose_one_line AFTER INSERT ON orders.stg_order_lines
+            FOR EACH STATEMENT EXECUTE FUNCTION orders.e2e_lose_one_line();
+    """)  # fmt: skip
+    try:
+        yield
+    finally:
+        run("DROP TRIGGER IF EXISTS e2e_lose_one_line ON orders.stg_order_lines; "
+            "DROP FUNCTION IF EXISTS orders.e2e_lose_one_line();")  # fmt: skip
+
+
+def test_a_line_lost_on_the_way_into_the_warehouse_stops_the_batch_before_the_final_load(
+    aws, orders_dag, inbox, warehouse, warehouse_dsn, batch_start
+):
+    """The final load takes the warehouse staging table's audit count before it loads: one line
+    fewer than staging fails the batch at that layer, and the final table never sees it."""
+    marker = write_orders_batch(aws("s3"), LANDING, "e2e-lost-line", orders=50, seed=41, started_at=batch_start)
+    lines = marker["expected_counts"]["order_lines"]
+
+    with losing_one_staged_line(warehouse_dsn, "e2e-lost-line"):
+        dag_run, tis = run_dag(orders_dag)
+
+    assert dag_run.state == "failed" and tis["load_final_table"].state == "failed"
+    assert tis["staging_to_warehouse_staging"].state == "success"
+    [failure] = inbox("etl-failure-inbox")
+    assert failure["task_id"] == "load_final_table"
+    assert f"does not reconcile at layer warehouse_staging: warehouse_staging has {lines - 1} order_lines" in (
+        failure["error"]
+    )
+    assert failure["counts"]["staging"]["order_lines"] == lines
+    assert failure["counts"]["warehouse_staging"]["order_lines"] == lines - 1
+    assert "final" not in failure["counts"]
+    assert final_lines(warehouse, "e2e-lost-line") == 0
+    assert batch_status(warehouse, "e2e-lost-line") == "FAILED"
+    assert key_exists(aws, "batch-archive/failed/e2e-lost-line.json")
+
+
 @pytest.fixture
 def planted(aws):
     """Keys of landing objects a test plants to break its batch, deleted after it: a later test

@@ -6,8 +6,10 @@ counted before it and the marker (``reconcile.check_layer``), and returns it thr
 
     {"layer": "staging", "counts": {"order_lines": 2417}, "rows": 2417, "details": {...}, "counted_at": "..."}
 
-The frame registers which task counts which layer, and hands every count to ``reconcile`` as an
-explicit input, so a renamed task or one inside a TaskGroup is still compared, and a declared
+The frame (``BatchFrame.record_count``) records and checks a count for any task that takes one:
+``tasks.warehouse.load_batch`` counts the layers on either side of a load itself, in the load's
+own task. The frame registers which task counts which layer, and hands every count to
+``reconcile`` as an explicit input, so a renamed task or one inside a TaskGroup is still compared, and a declared
 layer that nothing counts fails the DAG's import.
 
 What a count reads is metadata: parquet footers, ``count(*)`` in the warehouse, the one-row
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import TriggerRule, task
@@ -38,26 +39,11 @@ def _count_task(layer: str, count: Count, *, rows: str | None = None, task_id: s
     """A task counting ``layer`` with ``count(claim) -> (counts, details)``; ``rows`` names the
     entity whose count is the layer's row count in the ledger (default: all of them together)."""
     frame = current()
-    pipeline = frame.pipeline
 
     @task(task_id=task_id or f"count_{layer}", **task_kwargs)
     def count_layer(**context) -> dict[str, Any]:
-        claim = frame.claim(context)
-        counts, details = count(claim)
-        result = {
-            "layer": layer,
-            "counts": counts,
-            "rows": counts[rows] if rows else sum(counts.values()),
-            "details": details,
-            "counted_at": datetime.now(UTC).isoformat(),
-        }
-        # Recorded before the check, so the failure notification shows the count that failed it.
-        ledger.record_layer(pipeline.name, claim["batch_id"], context["run_id"], result)
-        before = {earlier.name for earlier in pipeline.layers_before(layer)}
-        earlier = [r for r in ledger.counts_of_run(pipeline.name, claim["batch_id"], context["run_id"])
-                   if r["layer"] in before]  # fmt: skip
-        reconcile.check_layer(pipeline, result, earlier, claim)
-        return result
+        counts, details = count(frame.claim(context))
+        return frame.record_count(context, layer, counts, rows=rows, details=details)
 
     counted = count_layer()
     frame.register_count(layer, counted.operator)
@@ -125,11 +111,7 @@ def count_sql(layer: str, *, file: str, entity: str, **task_kwargs):
     pipeline = current().pipeline.name
 
     def count(claim):
-        names, values = sql.first_row(pipeline, file, {"batch_id": claim["batch_id"]})
-        return {
-            entity: int(values[0]),
-            **{name: int(value) for name, value in zip(names[1:], values[1:], strict=True)},
-        }, {}
+        return sql.counts(pipeline, file, entity, {"batch_id": claim["batch_id"]}), {}
 
     return _count_task(layer, count, rows=entity, **task_kwargs)
 

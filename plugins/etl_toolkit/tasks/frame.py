@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
+from etl_toolkit import ledger, reconcile
 from etl_toolkit.contract import Pipeline
 
 # The XCom the claim task leaves the run's claim under (its return value says which tasks follow).
@@ -30,6 +32,7 @@ class BatchFrame:
         self.claim_task_id: str | None = None
         self.load_task_ids: set[str] = set()  # the steps a batch that already loaded skips
         self.count_tasks: dict[str, Any] = {}  # layer name -> the operator that counts it
+        self.count_outputs: dict[str, Any] = {}  # layer name -> its count (that operator's XComArg)
         self.finishing_task_ids: set[str] = set()  # steps that run once the batch reconciles
 
     # -- while the DAG is built ----------------------------------------------------------------------
@@ -42,7 +45,9 @@ class BatchFrame:
         finally:
             _current.reset(token)
 
-    def register_count(self, layer: str, operator) -> None:
+    def register_count(self, layer: str, operator, *, key: str | None = None) -> None:
+        """``operator`` counts ``layer`` (``record_count``) and returns the result, or pushes it
+        under the XCom ``key`` when it counts more than one layer."""
         self.pipeline.layer(layer)  # a layer the pipeline does not declare fails the DAG's import
         if layer in self.count_tasks:
             raise ValueError(
@@ -50,6 +55,7 @@ class BatchFrame:
                 f"({self.count_tasks[layer].task_id} and {operator.task_id})"
             )
         self.count_tasks[layer] = operator
+        self.count_outputs[layer] = operator.output[key] if key else operator.output
 
     @contextmanager
     def after_reconcile(self) -> Iterator[None]:
@@ -92,6 +98,31 @@ class BatchFrame:
         return f"{{{{ {self._claim_template()}.get('objects') | tojson }}}}"
 
     # -- while a task runs ----------------------------------------------------------------------------
+
+    def record_count(self, context, layer: str, counts: dict[str, int], *, rows: str | None = None,
+                     details: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+        """A layer's audit count, taken from the data by the calling task: recorded in the ledger,
+        then checked at once against the layers counted before it and the marker (raises
+        ``CountMismatch``). ``rows`` names the entity whose count is the layer's row count
+        (default: all of them together). Returns the count as ``reconcile`` takes it::
+
+            {"layer": "staging", "counts": {"order_lines": 2417}, "rows": 2417, "details": {...}, "counted_at": "..."}
+        """
+        claim = self.claim(context)
+        result = {
+            "layer": layer,
+            "counts": counts,
+            "rows": counts[rows] if rows else sum(counts.values()),
+            "details": details or {},
+            "counted_at": datetime.now(UTC).isoformat(),
+        }
+        # Recorded before the check, so the failure notification shows the count that failed it.
+        ledger.record_layer(self.pipeline.name, claim["batch_id"], context["run_id"], result)
+        before = {earlier.name for earlier in self.pipeline.layers_before(layer)}
+        earlier = [r for r in ledger.counts_of_run(self.pipeline.name, claim["batch_id"], context["run_id"])
+                   if r["layer"] in before]  # fmt: skip
+        reconcile.check_layer(self.pipeline, result, earlier, claim)
+        return result
 
     def claim(self, context) -> dict[str, Any]:
         """The claim of this run (batch id, marker, expected counts ...)."""

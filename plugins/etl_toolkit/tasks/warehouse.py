@@ -68,6 +68,8 @@ def load_batch(
     count_sql: str,
     must_equal: tuple[str, str],
     parameters: dict[str, str] | None = None,
+    counts_before: dict[str, str] | None = None,
+    counted_as: str | None = None,
     **task_kwargs,
 ):
     """Run ``files`` for the batch and count the result in one transaction.
@@ -77,16 +79,27 @@ def load_batch(
     ``batch_id``, ``loaded_at`` and ``completed_at`` (see ``_batch_parameters``), and
     ``parameters``, whose values may be templates (``{{ var.value.get(...) }}``), rendered when
     the task runs.
+
+    The task can be the audit count of the layers on either side of the load, one task instead
+    of three on the way to the end of the run: ``counts_before`` (layer -> a count query, as
+    ``audit.count_sql`` takes) counts, records and checks those layers before the load starts,
+    and ``counted_as`` records the load's own count, taken in its transaction, as that layer's.
     """
     frame = current()
     pipeline = frame.pipeline.name
     layer, entity = must_equal
     frame.pipeline.layer(layer)
+    counts_before = dict(counts_before or {})
 
-    @task(task_id=task_id, **task_kwargs)
+    @task(task_id=task_id, multiple_outputs=bool(counts_before or counted_as), **task_kwargs)
     def load(extra: dict[str, str], **context) -> dict[str, Any]:
         claim = frame.claim(context)
         batch_id = claim["batch_id"]
+        audits = {
+            counted: frame.record_count(context, counted, sql.counts(pipeline, file, entity, {"batch_id": batch_id}),
+                                        rows=entity)  # fmt: skip
+            for counted, file in counts_before.items()
+        }
         counted = {r["layer"]: r["counts"] for r in ledger.counts_of_run(pipeline, batch_id, context["run_id"])}
         if entity not in counted.get(layer, {}):
             raise CountMismatch(f"batch {batch_id}: this run has no {layer} count of {entity} to check the load with")
@@ -102,9 +115,14 @@ def load_batch(
                     f"batch {batch_id}: the load would leave {loaded} {entity} in the final table, "
                     f"{layer} has {expected}; rolled back"
                 )
-        return {"batch_id": batch_id, entity: loaded}
+        if counted_as:
+            audits[counted_as] = frame.record_count(context, counted_as, {entity: loaded}, rows=entity)
+        return {"batch_id": batch_id, entity: loaded, **audits}
 
-    return load(dict(parameters or {}))
+    loaded = load(dict(parameters or {}))
+    for counted in [*counts_before, *([counted_as] if counted_as else [])]:
+        frame.register_count(counted, loaded.operator, key=counted)
+    return loaded
 
 
 def load_parquet_tables(
