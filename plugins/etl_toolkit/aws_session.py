@@ -22,7 +22,6 @@ from typing import Any
 
 import boto3
 import botocore.session
-from airflow.providers.amazon.aws.hooks.base_aws import BaseSessionFactory
 
 _lock = threading.Lock()
 _loader: Any = None
@@ -58,8 +57,20 @@ def warm(services: Iterable[str], region_name: str = "us-east-1") -> None:
         session.client(service)
 
 
-class SharedLoaderSessionFactory(BaseSessionFactory):
-    """The provider's session factory, with basic sessions on the process's shared loader."""
+def __getattr__(name: str) -> Any:
+    """``SharedLoaderSessionFactory``, made on first use. The provider imports this module while
+    it is itself being imported (that is when it reads ``[aws] session_factory``); importing the
+    provider at the top of this module would make importing this module first a circular import."""
+    if name != "SharedLoaderSessionFactory":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from airflow.providers.amazon.aws.hooks.base_aws import BaseSessionFactory
 
-    def _create_basic_session(self, session_kwargs: dict[str, Any]) -> boto3.session.Session:
-        return new_session(**session_kwargs)
+    class SharedLoaderSessionFactory(BaseSessionFactory):
+        """The provider's session factory, with basic sessions on the process's shared loader."""
+
+        def _create_basic_session(self, session_kwargs: dict[str, Any]) -> boto3.session.Session:
+            return new_session(**session_kwargs)
+
+    SharedLoaderSessionFactory.__module__, SharedLoaderSessionFactory.__qualname__ = __name__, name
+    globals()[name] = SharedLoaderSessionFactory
+    return SharedLoaderSessionFactory

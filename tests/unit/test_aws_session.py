@@ -13,12 +13,33 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from devstack.airflow_config import AWS_SESSION_FACTORY
 from etl_toolkit import aws_session
 
+BASE_AWS = "airflow.providers.amazon.aws.hooks.base_aws"
+
 
 def test_the_provider_resolves_the_session_factory_the_settings_name():
     # tests/conftest.py puts the local settings in the environment before Airflow is imported.
     module, _, name = AWS_SESSION_FACTORY.rpartition(".")
     assert (module, name) == (aws_session.__name__, aws_session.SharedLoaderSessionFactory.__name__)
     assert base_aws.SessionFactory is aws_session.SharedLoaderSessionFactory
+
+
+def test_the_module_imports_before_or_after_the_provider(tmp_path):
+    """The provider imports the factory's module while it is itself being imported: either order of
+    imports gives the provider the project's factory."""
+    import os
+    import subprocess
+    import sys
+
+    for first, second in (("etl_toolkit.aws_session", BASE_AWS), (BASE_AWS, "etl_toolkit.aws_session")):
+        probe = (f"import {first}, {second}, sys; "
+                 f"print(sys.modules['{BASE_AWS}'].SessionFactory.__qualname__)")  # fmt: skip
+        answer = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+            env={**os.environ, "AIRFLOW__AWS__SESSION_FACTORY": AWS_SESSION_FACTORY, "AIRFLOW_HOME": str(tmp_path),
+                 "PYTHONPATH": os.pathsep.join(sys.path)},
+        )  # fmt: skip
+        assert answer.returncode == 0, answer.stderr[-2000:]
+        assert answer.stdout.strip().splitlines()[-1] == "SharedLoaderSessionFactory", first
 
 
 def test_hooks_share_one_loader_and_each_model_is_parsed_once(stack):
