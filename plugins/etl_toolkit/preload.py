@@ -7,7 +7,7 @@ then starts with the heavy libraries the toolkit uses already loaded - Great Exp
 to import), the Amazon provider's operators and hooks with boto3, pyarrow, psycopg2 - instead of
 paying those imports on every try of every task.
 
-Two one-time costs of a task's first AWS client are paid here too, once:
+Two one-time costs of a task's first AWS client are paid here too:
 
 - the botocore models of the services the toolkit calls, parsed into the process's shared loader
   (``etl_toolkit.aws_session``, the session factory of every environment);

@@ -96,9 +96,9 @@ def load_batch(
         claim = frame.claim(context)
         batch_id = claim["batch_id"]
         audits = {
-            counted: frame.record_count(context, counted, sql.counts(pipeline, file, entity, {"batch_id": batch_id}),
+            audited: frame.record_count(context, audited, sql.counts(pipeline, file, entity, {"batch_id": batch_id}),
                                         rows=entity)  # fmt: skip
-            for counted, file in counts_before.items()
+            for audited, file in counts_before.items()
         }
         counted = {r["layer"]: r["counts"] for r in ledger.counts_of_run(pipeline, batch_id, context["run_id"])}
         if entity not in counted.get(layer, {}):
@@ -120,8 +120,8 @@ def load_batch(
         return {"batch_id": batch_id, entity: loaded, **audits}
 
     loaded = load(dict(parameters or {}))
-    for counted in [*counts_before, *([counted_as] if counted_as else [])]:
-        frame.register_count(counted, loaded.operator, key=counted)
+    for audited in [*counts_before, *([counted_as] if counted_as else [])]:
+        frame.register_count(audited, loaded.operator, key=audited)
     return loaded
 
 
