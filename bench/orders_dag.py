@@ -4,9 +4,10 @@ time is orchestration rather than the work itself.
 Replacing Step Functions with Airflow is only worth it if the orchestrator's share of a batch stays
 small next to the work. The stack is the test suite's (``python -m devstack up`` on free ports);
 Airflow is configured as ``tests/conftest.py`` configures it (SQLite metadata database in a
-temporary AIRFLOW_HOME, Glue polled every 0.25 s as under make airflow), in a child process so that the configuration is
-set before Airflow is imported. The batch (BENCH_DAG_ORDERS / ``--dag-orders``, default 100,000,
-with its completion marker) is found by the deferrable sensor, as in production.
+temporary AIRFLOW_HOME, Glue polled every 0.25 s as under make airflow), in a child process so
+that the configuration is set before Airflow is imported. The batch (BENCH_DAG_ORDERS /
+``--dag-orders``, default 100,000, with its completion marker) is found by the deferrable sensor,
+as in production.
 
 - baseline  the work: time inside the three Glue scripts (``orders_audit_landing``, which counts
   the landing layer from the data, ``orders_landing_to_staging`` and

@@ -121,7 +121,7 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                     steps = [task for task in built if task.task_id not in frame.finishing_task_ids]
                     finishing = [task for task in built if task.task_id in frame.finishing_task_ids]
                     _check_counts(pipeline, frame)
-                    summary = reconcile_batch(frame, frame.count_outputs)
+                    summary = reconcile_batch(frame, frame.counts)
                     archive = archive_marker(frame)
                     notify = publish_success(frame, summary)
                 chain(*head)
@@ -178,7 +178,7 @@ def _ends(tasks: list, which: str) -> list:
 
 
 def _check_counts(pipeline: Pipeline, frame: BatchFrame) -> None:
-    uncounted = [layer.name for layer in pipeline.layers if layer.name not in frame.count_tasks]
+    uncounted = [layer.name for layer in pipeline.layers if layer.name not in frame.counts]
     if uncounted:
         raise ValueError(
             f"pipeline {pipeline.name} declares layers that no step counts: {', '.join(uncounted)} "

@@ -9,8 +9,8 @@ counted before it and the marker (``reconcile.check_layer``), and returns it thr
 The frame (``BatchFrame.record_count``) records and checks a count for any task that takes one:
 ``tasks.warehouse.load_batch`` counts the layers on either side of a load itself, in the load's
 own task. The frame registers which task counts which layer, and hands every count to
-``reconcile`` as an explicit input, so a renamed task or one inside a TaskGroup is still compared, and a declared
-layer that nothing counts fails the DAG's import.
+``reconcile`` as an explicit input, so a renamed task or one inside a TaskGroup is still
+compared, and a declared layer that nothing counts fails the DAG's import.
 
 What a count reads is metadata: parquet footers, ``count(*)`` in the warehouse, the one-row
 answer of an Athena query over the layer, or the small report of a Glue job that counted a layer

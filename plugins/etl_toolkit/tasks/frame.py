@@ -31,8 +31,7 @@ class BatchFrame:
         self.marker_asset = marker_asset
         self.claim_task_id: str | None = None
         self.load_task_ids: set[str] = set()  # the steps a batch that already loaded skips
-        self.count_tasks: dict[str, Any] = {}  # layer name -> the operator that counts it
-        self.count_outputs: dict[str, Any] = {}  # layer name -> its count (that operator's XComArg)
+        self.counts: dict[str, Any] = {}  # layer name -> its count (the XComArg of the task that takes it)
         self.finishing_task_ids: set[str] = set()  # steps that run once the batch reconciles
 
     # -- while the DAG is built ----------------------------------------------------------------------
@@ -49,13 +48,12 @@ class BatchFrame:
         """``operator`` counts ``layer`` (``record_count``) and returns the result, or pushes it
         under the XCom ``key`` when it counts more than one layer."""
         self.pipeline.layer(layer)  # a layer the pipeline does not declare fails the DAG's import
-        if layer in self.count_tasks:
+        if layer in self.counts:
             raise ValueError(
                 f"pipeline {self.pipeline.name}: layer {layer} is counted twice "
-                f"({self.count_tasks[layer].task_id} and {operator.task_id})"
+                f"({self.counts[layer].operator.task_id} and {operator.task_id})"
             )
-        self.count_tasks[layer] = operator
-        self.count_outputs[layer] = operator.output[key] if key else operator.output
+        self.counts[layer] = operator.output[key] if key else operator.output
 
     @contextmanager
     def after_reconcile(self) -> Iterator[None]:
