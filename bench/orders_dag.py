@@ -63,7 +63,7 @@ def _run_dags(env: dict[str, str], workdir: Path, batch_ids: list[str]) -> list[
     """One ``dag.test()`` per batch, one after another in one fresh child (a worker that has run
     a batch before), with a progress line per finished task."""
     result_file, log_file = workdir / "runs.json", workdir / "runs.log"
-    run = run_dag_child(["-m", __name__, str(result_file), *batch_ids], env, log_file, "dag.test()")
+    run = run_dag_child(__name__, [str(result_file), *batch_ids], env, log_file, "dag.test()")
     results = json.loads(result_file.read_text())
     for batch_id, result in zip(batch_ids, results, strict=True):
         result["child_peak_rss_mb"] = run.peak_rss_mb

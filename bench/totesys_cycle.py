@@ -61,7 +61,7 @@ def _run_cycle(session: Session, env: dict[str, str], workdir: Path, name: str, 
     """One cycle in a fresh child, from no trace of totesys outside the source."""
     session.reset_totesys()
     result_file, log_file = workdir / f"{name}.json", workdir / f"{name}.log"
-    run = run_dag_child(["-m", __name__, str(result_file)], env, log_file, label)
+    run = run_dag_child(__name__, [str(result_file)], env, log_file, label)
     result = json.loads(result_file.read_text())
     result["child_peak_rss_mb"] = run.peak_rss_mb
     if result["states"] != {INGEST_DAG: "success", WAREHOUSE_DAG: "success"} or not result["loaded"]:

@@ -107,7 +107,7 @@ def _with_bare_bundle(env: dict[str, str], workdir: Path) -> dict[str, str]:
 def _run(env: dict[str, str], workdir: Path, name: str, argv: list[str], label: str) -> dict:
     """One child (``python -m bench.worker_memory ...``); its result file, checked."""
     result_file, log_file = workdir / f"{name}.json", workdir / f"{name}.log"
-    run_dag_child(["-m", __name__, *argv, str(result_file)], env, log_file, label)
+    run_dag_child(__name__, [*argv, str(result_file)], env, log_file, label)
     result = json.loads(result_file.read_text())
     states = {t["task_id"]: t["state"] for t in result["tasks"]}
     if result["state"] != "success" or not result.get("loaded", True):
