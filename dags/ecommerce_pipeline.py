@@ -25,8 +25,8 @@ archive Lambda) and its EventBridge rule on the Glue job's state with one DAG.
 6. `crawl_warehouse` catalogues `fact_transactions` through the Glue connection `warehouse-jdbc`;
    `count_final`; `reconcile`.
 7. `archive_objects` moves the batch's objects to `ecommerce-archive` under the same keys (copied,
-   checked, deleted); `archive_marker`; `notify_success` publishes inserted, updated, unchanged,
-   rejected and duplicates dropped to SNS `etl-success`. Any failure sets the marker aside under
+   checked, deleted); `notify_success` sets the marker aside as loaded, then publishes inserted,
+   updated, unchanged, rejected and duplicates dropped to SNS `etl-success`. Any failure sets the marker aside under
    `batch-archive/failed/` and publishes to `etl-failure`; the batch's objects stay where they are.
 
 **Trigger** Each run takes the oldest pending marker (how runs start: *Start mode*, below).

@@ -22,9 +22,9 @@ rule on `batch-completion/`, two crawlers, four Glue jobs, the DynamoDB audit ta
    replaces the batch's orders in `orders.fact_order_lines`, and takes the final table's audit
    count in the same transaction, which must equal landing's. Write, audit, publish: every audit is
    upstream of the final load, so a batch that fails one never reaches the final table.
-5. `reconcile` compares every declared layer, `archive_marker` sets the marker aside as loaded
-   (or keeps it pending when it was written again meanwhile), `notify_success` publishes the
-   summary to SNS `etl-success`. Any failed task first sets the marker aside under
+5. `reconcile` compares every declared layer; `notify_success` sets the marker aside as loaded
+   (or keeps it pending when it was written again meanwhile), then publishes the summary to SNS
+   `etl-success`. Any failed task first sets the marker aside under
    `batch-archive/failed/` with the reason, then publishes to `etl-failure`.
 
 **Trigger** Each run takes the oldest pending marker (how runs start: *Start mode*, below).

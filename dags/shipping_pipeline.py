@@ -24,9 +24,9 @@ query and the SNS publish are tasks here, and the waits are the operators' own.
 5. `query_metrics` runs `batch_metrics.sql` on Athena (deferred while it runs): shipments, total
    cost, distance and fuel quantity of the batch; `count_query` takes its answer.
 6. `reconcile`: landing = raw + rejected = the marker's `shipments`, and normalized = raw =
-   query. `notify_success` publishes the counts, the `metrics` and the `query_execution_id` to SNS
-   `etl-success`. Any failure sets the marker aside under `batch-archive/failed/` and publishes
-   to `etl-failure`.
+   query. `notify_success` sets the marker aside as loaded, then publishes the counts, the
+   `metrics` and the `query_execution_id` to SNS `etl-success`. Any failure sets the marker aside
+   under `batch-archive/failed/` and publishes to `etl-failure`.
 
 **Trigger** Each run takes the oldest pending marker (how runs start: *Start mode*, below).
 To run one batch now (again),

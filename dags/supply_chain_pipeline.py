@@ -34,8 +34,8 @@ failure Lambda and the summary-e-mail Lambda are tasks here.
    in `supplychain_gold`; `count_gold`.
 7. Glue `supplychain_load_warehouse` replaces the three tables in the warehouse schema
    `supplychain` in one transaction (binary COPY); `count_warehouse` (must equal gold per table).
-8. `reconcile`, `archive_marker`, and `notify_success` publishes the summary to SNS `etl-success`:
-   the counts per layer, the batch's units shipped, units received and late deliveries, and the
+8. `reconcile`, then `notify_success` sets the marker aside as loaded and publishes the summary to
+   SNS `etl-success`: the counts per layer, the batch's units shipped, units received and late deliveries, and the
    three suppliers with the lowest on-time rate. Any failure sets the marker aside under
    `batch-archive/failed/` and publishes to `etl-failure`.
 

@@ -21,10 +21,10 @@ marker that `totesys_ingest` writes.
    an older batch again changes nothing), new fact versions appended (a version seen before adds
    nothing) → audit count of the batch's rows found in each warehouse table (must equal the
    processed count).
-5. `reconcile` checks every table of every layer against the marker, `archive_marker` sets the
-   marker aside as loaded, `notify_success` publishes the counts per table to SNS
-   `etl-success`. Any failed task publishes to `etl-failure` and sets the marker aside under
-   `batch-archive/failed/` with the reason.
+5. `reconcile` checks every table of every layer against the marker; `notify_success` sets the
+   marker aside as loaded, then publishes the counts per table to SNS `etl-success`. Any failed
+   task publishes to `etl-failure` and sets the marker aside under `batch-archive/failed/` with
+   the reason.
 
 **Trigger** Each run takes the oldest pending marker (how runs start: *Start mode*, below).
 To run one batch now (again),

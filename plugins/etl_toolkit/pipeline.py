@@ -4,11 +4,12 @@ A DAG file declares its pipeline once (``Pipeline``: name, landing bucket, layer
 entities) and lists only its own steps; ``marker_dag`` wraps them in the frame::
 
     wait_for_marker → claim_batch → <the pipeline's steps> → reconcile
-        → <its steps after reconcile, if any> → archive_marker → notify_success
+        → <its steps after reconcile, if any> → notify_success
 
-with ``claim_batch → archive_marker`` too (an already-loaded batch skips the steps but is still
-archived and reported), every layer's count handed to ``reconcile``, and the failure notifier on
-every task. A declared layer that no step counts fails the DAG's import.
+with ``claim_batch → notify_success`` too (an already-loaded batch skips the steps but its marker
+is still set aside and the run reported), every layer's count handed to ``reconcile``, and the
+failure notifier on every task. ``notify_success`` sets the marker aside as loaded, then
+publishes. A declared layer that no step counts fails the DAG's import.
 
     ORDERS = Pipeline("orders", landing_bucket=environment.bucket("..."), layers=(Layer("landing", ("orders",)), ...))
 
@@ -30,12 +31,7 @@ from etl_toolkit import environment
 from etl_toolkit.contract import BATCH_ID_PATTERN, Layer, Pipeline
 from etl_toolkit.settings import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, MARKER_SWEEP_MINUTES, start_mode
 from etl_toolkit.tasks.audit import reconcile_batch
-from etl_toolkit.tasks.batches import (
-    archive_marker,
-    claim_batch,
-    request_next_run,
-    wait_for_marker,
-)
+from etl_toolkit.tasks.batches import claim_batch, request_next_run, wait_for_marker
 from etl_toolkit.tasks.frame import BatchFrame
 from etl_toolkit.tasks.marker_events import marker_asset, sweep_schedule
 from etl_toolkit.tasks.notify import BatchFailureNotifier, publish_success
@@ -122,7 +118,6 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                     finishing = [task for task in built if task.task_id in frame.finishing_task_ids]
                     _check_counts(pipeline, frame)
                     summary = reconcile_batch(frame, frame.counts)
-                    archive = archive_marker(frame)
                     notify = publish_success(frame, summary)
                 chain(*head)
                 loading = _ends(steps, "first") or [summary.operator]
@@ -130,14 +125,14 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
                 frame.load_task_ids = {task.task_id for task in loading}
                 for task in _ends(steps, "last"):
                     task >> summary.operator
-                summary.operator >> (_ends(finishing, "first") or [archive.operator])
+                summary.operator >> (_ends(finishing, "first") or [notify.operator])
                 for task in _ends(finishing, "last"):
-                    task >> archive.operator
-                archive.operator >> notify.operator
-                # A batch that already loaded skips the steps but is still archived and reported,
-                # and its finishing steps run again: a run whose finishing step failed after the
-                # batch reconciled (objects left to archive) is completed by the next claim.
-                claim.operator >> archive.operator
+                    task >> notify.operator
+                # A batch that already loaded skips the steps but its marker is still set aside and
+                # the run reported, and its finishing steps run again: a run whose finishing step
+                # failed after the batch reconciled (objects left to archive) is completed by the
+                # next claim.
+                claim.operator >> notify.operator
                 for task in _ends(finishing, "first"):
                     claim.operator >> task
                 if events:

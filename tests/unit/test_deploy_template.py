@@ -209,7 +209,7 @@ MWAA_CALLS: dict[str, list[tuple[str, str]]] = {
     "get_object": [("s3:GetObject", "all_objects")],
     # a HEAD of a missing key answers 404 (not 403) only with ListBucket
     "head_object": [("s3:GetObject", "all_objects"), ("s3:ListBucket", "all_buckets")],
-    "put_object": [("s3:PutObject", "landing_objects")],
+    "put_object": [("s3:PutObject", "landing_objects"), ("s3:PutObject", "artifact_objects")],  # markers; Glue scripts
     "copy_object": [("s3:GetObject", "landing_objects"), ("s3:PutObject", "copy_targets")],
     "delete_object": [("s3:DeleteObject", "landing_objects")],
     "delete_objects": [("s3:DeleteObject", "landing_objects")],
@@ -229,7 +229,6 @@ MWAA_CALLS: dict[str, list[tuple[str, str]]] = {
     # provider hook methods in plugins/etl_toolkit
     "list_keys": [("s3:ListBucket", "all_buckets")],
     "read_key": [("s3:GetObject", "all_objects")],
-    "load_file": [("s3:PutObject", "artifact_objects")],
     "check_for_key": [("s3:GetObject", "artifact_objects"), ("s3:ListBucket", "artifact_buckets")],
     "check_key_async": [("s3:ListBucket", "landing_buckets")],
     "get_query_results": [

@@ -10,8 +10,8 @@ Layer 4. A run:
    the run asks to reprocess; a batch held by a live run is left to it; a batch claimed
    ``max_attempts`` times without finishing is given up on (set aside, announced) and the next
    marker is taken;
-3. at the end archives the marker as loaded, unless it was written again while the batch ran:
-   then it stays pending and the batch runs again.
+3. at the end (``tasks.notify``) the marker is set aside as loaded, unless it was written again
+   while the batch ran: then it stays pending and the batch runs again.
 """
 
 from __future__ import annotations
@@ -367,33 +367,6 @@ def claim_batch(frame: BatchFrame, *, task_id: str = "claim_batch"):
     result = claim_batch()
     frame.claim_task_id = result.operator.task_id
     return result
-
-
-def archive_marker(frame: BatchFrame, *, aws_conn_id: str = AWS_CONN_ID):
-    """Task ``archive_marker``: the batch is done; its marker moves to the loaded archive.
-
-    A marker written again while the batch ran is kept pending, and the ledger asks the next claim
-    to load the batch again. It runs after a no-op too (the load skipped, the claim succeeded).
-    """
-    pipeline = frame.pipeline
-
-    @task(task_id="archive_marker", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-    def archive_marker(**context) -> dict[str, Any]:
-        claim = frame.claim(context)
-        store = MarkerStore(environment.render(pipeline.landing_bucket), aws_conn_id)
-        outcome = store.archive_if_unchanged(claim["batch_id"], claim.get("version"))
-        if "kept" in outcome:
-            ledger.request_rerun(pipeline.name, claim["batch_id"])
-            _log.warning("Kept %s pending: %s. The batch runs again next.", outcome["kept"], outcome["reason"])
-        if pipeline.in_order:
-            # Only the held batches before the earliest one that still has not loaded may go on.
-            released = store.release_held(before=ledger.first_unloaded(pipeline.name))
-            if released:
-                _log.info("Batch %s loaded: released the batches it held, in order: %s", claim["batch_id"], released)
-            outcome["released"] = released
-        return outcome
-
-    return archive_marker()
 
 
 def request_next_run(frame: BatchFrame, *, aws_conn_id: str = AWS_CONN_ID):

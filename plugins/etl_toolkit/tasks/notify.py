@@ -1,4 +1,5 @@
-"""SNS notifications: the SUCCESS summary at the end of a batch, the FAILURE message from any task.
+"""The end of a batch: its marker set aside, then the outcome published to SNS. ``notify_success``
+sets the marker aside as loaded and publishes the SUCCESS summary; any failed task, the FAILURE.
 
 Layer 4. Failures go through ``BatchFailureNotifier``, the provider's ``SnsNotifier`` attached to
 every task through ``default_args`` (DAG-level failure callbacks have open problems on Airflow
@@ -20,7 +21,7 @@ from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 from airflow.sdk import TriggerRule, task
 
 from etl_toolkit import environment, ledger, messages, sns
-from etl_toolkit.contract import ARCHIVE_PREFIX, FAILED, LOADED, ClaimRefused, HolderUnknown, marker_key
+from etl_toolkit.contract import ARCHIVE_PREFIX, FAILED, LOADED, ClaimRefused, HolderUnknown, Pipeline, marker_key
 from etl_toolkit.markers import MarkerStore
 from etl_toolkit.settings import AWS_CONN_ID
 from etl_toolkit.tasks.frame import BatchFrame
@@ -125,17 +126,26 @@ class BatchFailureNotifier(SnsNotifier):
         return outcome
 
 
-def publish_success(frame: BatchFrame, summary):
-    """Task ``notify_success``: the SUCCESS summary (counts, durations) once the batch is done.
+def publish_success(frame: BatchFrame, summary, *, aws_conn_id: str = AWS_CONN_ID):
+    """Task ``notify_success``: the batch is done. Its marker is set aside as loaded, then the SUCCESS
+    summary (counts, durations) is published: the mirror of the failure notifier, which sets the
+    batch aside as failed before it publishes, so a published outcome is always a settled one.
 
-    ``summary``: the reconcile task's output. A batch that was already loaded (the load skipped)
-    gets a message saying that the run changed nothing; a run that claimed no batch publishes nothing.
+    A marker written again while the batch ran is kept pending, the ledger asks the next claim to
+    load the batch again, and the message says so. In a pipeline that loads in order, the held
+    batches that may go on now are released. It runs after a no-op too (the load skipped, the claim
+    succeeded): a batch that already loaded gets a message saying that the run changed nothing; a
+    run that claimed no batch publishes nothing. Run again (a retry), it finds the marker already
+    set aside and publishes the same summary.
+
+    ``summary``: the reconcile task's output.
     """
     pipeline = frame.pipeline
 
     @task(task_id="notify_success", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def notify_success(summary: dict[str, Any] | None, **context) -> dict[str, Any]:
         claim = frame.claim(context)
+        marker = _set_aside_as_loaded(pipeline, claim, aws_conn_id)
         ran = ledger.counts_of_run(pipeline.name, claim["batch_id"], context["run_id"])
         facts: dict[str, Any] = {
             "dag_id": context["ti"].dag_id,
@@ -151,12 +161,33 @@ def publish_success(frame: BatchFrame, summary):
             facts["note"] = f"batch {claim['batch_id']} was already loaded: nothing changed (no-op)"
         else:
             facts["counts_table"] = (summary or {}).get("table")
+        if "kept" in marker:
+            facts["marker_kept"] = f"{marker['kept']} kept pending ({marker['reason']}): the batch runs again"
         subject, message = messages.build_message(messages.SUCCESS, pipeline.name, facts)
         topic = environment.current().topic("success")
         message_id = sns.publish(sns.sns_hook(), topic, subject, message)
-        return {"subject": subject, "message_id": message_id, **json.loads(json.loads(message)["default"])}
+        published = json.loads(json.loads(message)["default"])
+        return {"subject": subject, "message_id": message_id, **published, "marker": marker}
 
     return notify_success(summary)
+
+
+def _set_aside_as_loaded(pipeline: Pipeline, claim: dict[str, Any], aws_conn_id: str) -> dict[str, Any]:
+    """The claimed batch's marker to the loaded archive, unless it was written again meanwhile."""
+    store = MarkerStore(environment.render(pipeline.landing_bucket), aws_conn_id)
+    outcome = store.archive_if_unchanged(claim["batch_id"], claim.get("version"))
+    if "kept" in outcome:
+        ledger.request_rerun(pipeline.name, claim["batch_id"])
+        log.warning("Kept %s pending: %s. The batch runs again next.", outcome["kept"], outcome["reason"])
+    else:
+        log.info("Batch %s: marker set aside at %s", claim["batch_id"], outcome["archived"])
+    if pipeline.in_order:
+        # Only the held batches before the earliest one that still has not loaded may go on.
+        released = store.release_held(before=ledger.first_unloaded(pipeline.name))
+        if released:
+            log.info("Batch %s loaded: released the batches it held, in order: %s", claim["batch_id"], released)
+        outcome["released"] = released
+    return outcome
 
 
 def durations(started: datetime | None, counted: list[dict[str, Any]]) -> dict[str, float]:

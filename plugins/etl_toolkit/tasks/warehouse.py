@@ -95,11 +95,10 @@ def load_batch(
     def load(extra: dict[str, str], **context) -> dict[str, Any]:
         claim = frame.claim(context)
         batch_id = claim["batch_id"]
-        audits = {
-            audited: frame.record_count(context, audited, sql.counts(pipeline, file, entity, {"batch_id": batch_id}),
-                                        rows=entity)  # fmt: skip
-            for audited, file in counts_before.items()
-        }
+        audits = {}
+        for audited, file in counts_before.items():
+            counts = sql.counts(pipeline, file, entity, {"batch_id": batch_id})
+            audits[audited] = frame.record_count(context, audited, counts, rows=entity)
         counted = {r["layer"]: r["counts"] for r in ledger.counts_of_run(pipeline, batch_id, context["run_id"])}
         if entity not in counted.get(layer, {}):
             raise CountMismatch(f"batch {batch_id}: this run has no {layer} count of {entity} to check the load with")
