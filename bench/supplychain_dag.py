@@ -174,7 +174,7 @@ def run(session: Session) -> list[Verdict]:
     ]
 
 
-# -- inside the configured child: python -m bench.supplychain_dag RESULT_FILE BATCH_ID... ------------------
+# -- inside the configured child: python -P bench/supplychain_dag.py RESULT_FILE BATCH_ID... ------------------
 
 
 def child_main(result_file: Path, batch_ids: list[str]) -> None:

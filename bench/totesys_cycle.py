@@ -150,7 +150,7 @@ def run(session: Session) -> list[Verdict]:
     ]
 
 
-# -- inside the configured child: python -m bench.totesys_cycle RESULT_FILE --------------------------------
+# -- inside the configured child: python -P bench/totesys_cycle.py RESULT_FILE --------------------------------
 
 
 def child_main(result_file: Path) -> None:

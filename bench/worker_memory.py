@@ -105,7 +105,7 @@ def _with_bare_bundle(env: dict[str, str], workdir: Path) -> dict[str, str]:
 
 
 def _run(env: dict[str, str], workdir: Path, name: str, argv: list[str], label: str) -> dict:
-    """One child (``python -m bench.worker_memory ...``); its result file, checked."""
+    """One child (``python -P bench/worker_memory.py ...``); its result file, checked."""
     result_file, log_file = workdir / f"{name}.json", workdir / f"{name}.log"
     run_dag_child(__name__, [*argv, str(result_file)], env, log_file, label)
     result = json.loads(result_file.read_text())
@@ -251,7 +251,7 @@ def _print_table(order, small, big, ratio, above, small_growth, big_growth, smal
     print("\n".join(lines), flush=True)
 
 
-# -- inside the configured child: python -m bench.worker_memory (orders BATCH_ID | bare) RESULT_FILE --------
+# -- inside the configured child: python -P bench/worker_memory.py (orders BATCH_ID | bare) RESULT_FILE --------
 
 
 class TaskMemory:

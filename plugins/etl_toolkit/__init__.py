@@ -2,7 +2,8 @@
 
 1. settings and the contract: ``settings`` (connection ids, Variable names, knobs), ``contract``
    (the marker, the ``Pipeline``/``Layer`` declaration, the exceptions), ``messages`` (what a
-   notification says), ``paths`` (finds ``include/`` in the repository and the MWAA bundle);
+   notification says), ``paths`` (finds ``include/`` in the repository and the MWAA bundle), and
+   under them ``task_cache`` (what a task reads once per try: the environment, the claim);
 2. I/O: ``s3`` (listings, parquet footers, small JSON), ``sql`` (the warehouse SQL runner),
    ``markers`` (the marker store and its archive), ``sns`` (publishing), ``aws_session`` (the
    provider's session factory: one parsed copy of the AWS models per process);

@@ -30,6 +30,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from etl_toolkit.task_cache import once_per_try
+
 VARIABLE = "etl_environment"
 LOCAL_NAME = "local"
 ACCOUNT_ID = "123456789012"  # the local emulator's account
@@ -216,10 +218,11 @@ _parsed: dict[str | None, Environment] = {}
 
 
 def current() -> Environment:
-    """This run's environment: the Variable's, else the local defaults. Read when a task runs."""
+    """This run's environment: the Variable's, else the local defaults. Read when a task runs, once
+    per try (``etl_toolkit.task_cache``): its templates and its code ask for it again and again."""
     from airflow.sdk import Variable
 
-    text = Variable.get(VARIABLE, default=None)
+    text = once_per_try(VARIABLE, lambda: Variable.get(VARIABLE, default=None))
     if text not in _parsed:  # one parse per text per process: the Variable may change between runs
         _parsed[text] = parse(text)
     return _parsed[text]

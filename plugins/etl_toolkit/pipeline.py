@@ -32,7 +32,7 @@ from etl_toolkit.contract import BATCH_ID_PATTERN, Layer, Pipeline
 from etl_toolkit.settings import DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, MARKER_SWEEP_MINUTES, start_mode
 from etl_toolkit.tasks.audit import reconcile_batch
 from etl_toolkit.tasks.batches import claim_batch, request_next_run, wait_for_marker
-from etl_toolkit.tasks.frame import BatchFrame
+from etl_toolkit.tasks.frame import CLAIM_MACRO, BatchFrame
 from etl_toolkit.tasks.marker_events import marker_asset, sweep_schedule
 from etl_toolkit.tasks.notify import BatchFailureNotifier, publish_success
 
@@ -107,6 +107,7 @@ def marker_dag(pipeline: Pipeline, *, dag_id: str, **dag_kwargs: Any) -> Callabl
             schedule = settings.pop("schedule", default_schedule)
             with DAG(dag_id=dag_id, schedule=schedule, **settings) as dag:
                 frame = BatchFrame(pipeline, dag, marker_asset=asset)
+                dag.user_defined_macros = {**dag.user_defined_macros, CLAIM_MACRO: frame.pulled_claim}
                 with frame.active():
                     head = [] if events else [wait_for_marker(frame)]
                     claim = claim_batch(frame)

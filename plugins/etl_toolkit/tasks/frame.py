@@ -16,9 +16,12 @@ from typing import Any
 
 from etl_toolkit import ledger, reconcile
 from etl_toolkit.contract import Pipeline
+from etl_toolkit.task_cache import once_per_try
 
 # The XCom the claim task leaves the run's claim under (its return value says which tasks follow).
 CLAIM_KEY = "claim"
+# The DAG macro templates read the claim through: {{ batch_claim(ti) }} (marker_dag registers it).
+CLAIM_MACRO = "batch_claim"
 
 _current: ContextVar[BatchFrame | None] = ContextVar("etl_toolkit_batch_frame", default=None)
 
@@ -68,7 +71,7 @@ class BatchFrame:
     # -- templates for operators' arguments ----------------------------------------------------------
 
     def _claim_template(self) -> str:
-        return f"(ti.xcom_pull(task_ids='{self.claim_task_id}', key='{CLAIM_KEY}') or {{}})"
+        return f"({CLAIM_MACRO}(ti) or {{}})"
 
     def _field(self, name: str, default: str = "") -> str:
         return f"{{{{ {self._claim_template()}.get('{name}') or '{default}' }}}}"
@@ -122,9 +125,15 @@ class BatchFrame:
         reconcile.check_layer(self.pipeline, result, earlier, claim)
         return result
 
+    def pulled_claim(self, ti) -> dict[str, Any] | None:
+        """The claim task's XCom (None if it claimed nothing), pulled once per task try: a task's
+        templates and its code share one pull (``etl_toolkit.task_cache``). The ``batch_claim``
+        macro of the templates."""
+        return once_per_try("claim", lambda: ti.xcom_pull(task_ids=self.claim_task_id, key=CLAIM_KEY))
+
     def claim(self, context) -> dict[str, Any]:
         """The claim of this run (batch id, marker, expected counts ...)."""
-        claim = context["ti"].xcom_pull(task_ids=self.claim_task_id, key=CLAIM_KEY)
+        claim = self.pulled_claim(context["ti"])
         if not claim:
             raise RuntimeError(f"no claim of {self.pipeline.name} in this run (task {self.claim_task_id})")
         return claim
