@@ -475,45 +475,25 @@ def glue_job_runs(jobs: Sequence[str], since: datetime) -> list[dict]:
     return runs
 
 
-def glue_crawls(since: datetime) -> list[dict]:
-    """In the child: the crawls that started since ``since`` (the last one of each crawler), each
-    with its own run time as Glue reports it (``GetCrawlerMetrics.LastRuntimeSeconds``): the time
-    the crawler itself took, not the task's creating, starting and polling it."""
-    import boto3
-
-    glue = boto3.client("glue")
-    crawled = [crawler["Name"] for crawler in glue.get_crawlers()["Crawlers"]
-               if (crawler.get("LastCrawl") or {}).get("StartTime", since - timedelta(1)) >= since]  # fmt: skip
-    if not crawled:
-        return []
-    metrics = glue.get_crawler_metrics(CrawlerNameList=crawled)["CrawlerMetricsList"]
-    return [{"crawler": m["CrawlerName"], "seconds": m["LastRuntimeSeconds"]} for m in metrics]
-
-
 def orchestration_breakdown(result: dict, glue_tasks: Sequence[str], sql_tasks: Sequence[str]) -> dict:
     """Where the wall time of ``dag.test()`` run(s) went: ``result`` holds ``wall_seconds``, the
-    ``tasks`` (task_records), the ``glue_runs`` (glue_job_runs) and, if taken, the ``glue_crawls``
-    (glue_crawls) of the run(s).
+    ``tasks`` (task_records) and the ``glue_runs`` (glue_job_runs) of the run(s).
 
-    work = time inside the Glue scripts + inside the crawls (the crawler's own run time: on AWS a
-    service's, as a job run's is) + the durations of the SQL tasks (an upper bound on time inside
-    warehouse SQL); orchestration share = wall - work.
+    work = time inside the Glue scripts + the durations of the SQL tasks (an upper bound on time
+    inside warehouse SQL); orchestration share = wall - work.
     """
     duration = {t["task_id"]: t["duration"] or 0.0 for t in result["tasks"]}
     glue = sum(r["seconds"] for r in result["glue_runs"])
-    crawls = sum(c["seconds"] for c in result.get("glue_crawls", []))
     sql = sum(duration.get(task_id, 0.0) for task_id in sql_tasks)
     in_tasks = sum(duration.values())
     in_glue_tasks = sum(duration.get(task_id, 0.0) for task_id in glue_tasks)
     return {
         "wall": result["wall_seconds"],
         "glue": glue,
-        "crawls": crawls,
         "sql": sql,
-        "orchestration": result["wall_seconds"] - glue - crawls - sql,
+        "orchestration": result["wall_seconds"] - glue - sql,
         "glue_operator": in_glue_tasks - glue,  # upload, update_job, start, polling, log fetching
-        # sensor, claim, checks, audits, the crawler tasks around their crawls, reconcile, SNS
-        "other_tasks": in_tasks - in_glue_tasks - sql - crawls,
+        "other_tasks": in_tasks - in_glue_tasks - sql,  # sensor, claim, checks, audits, crawlers, ...
         "between_tasks": result["wall_seconds"] - in_tasks,
         "durations": duration,
     }

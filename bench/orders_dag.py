@@ -12,19 +12,15 @@ as in production.
 - baseline  the work: time inside the three Glue scripts (``orders_audit_landing``, which counts
   the landing layer from the data, ``orders_landing_to_staging`` and
   ``orders_staging_to_warehouse_staging``; each job run's CompletedOn - StartedOn from
-  ``glue.get_job_runs``, which the emulator stamps when the script's process starts and ends),
-  inside the two crawls (each crawler's own run time, ``GetCrawlerMetrics.LastRuntimeSeconds``:
-  on AWS the Glue service's time, as a job run's is, not Airflow's) and inside warehouse SQL,
-  bounded above by the durations of the SQL tasks (create_warehouse_tables; load_final_table,
-  which takes the warehouse layers' counts too);
+  ``glue.get_job_runs``, which the emulator stamps when the script's process starts and ends) plus
+  time inside warehouse SQL, bounded above by the durations of the SQL tasks
+  (create_warehouse_tables; load_final_table, which takes the warehouse layers' counts too);
 - candidate the wall time of ``dag.test()``.
 
-Orchestration share = wall - Glue scripts - crawls - warehouse SQL. It covers Airflow itself
-(scheduling, task start-up, XCom, the sensor) and the in-Airflow tasks, which read metadata only:
-the landing count from the audit job's JSON report, the Great Expectations schema checks and the
-staging count from parquet footers, the crawler tasks around their crawls (create or update, start,
-poll), reconcile and SNS; the block breaks it down, and gives the share with the crawls counted as
-orchestration too. One run per
+Orchestration share = wall - Glue scripts - warehouse SQL. It covers Airflow itself (scheduling,
+task start-up, XCom, the sensor) and the in-Airflow tasks, which read metadata only: the landing
+count from the audit job's JSON report, the Great Expectations schema checks and the staging count
+from parquet footers, the crawlers, reconcile and SNS; the block breaks it down. One run per
 ``--repeat`` (default 1), each on a fresh batch, in one process after an untimed warm-up run on
 1,000 orders: like a worker that has run tasks before, the process has paid its one-time costs
 (the in-process execution API's start, the Great Expectations import, the bytecode cache). Target: an
@@ -45,7 +41,6 @@ from bench.common import (
     Session,
     Verdict,
     airflow_setup,
-    glue_crawls,
     glue_job_runs,
     median,
     orchestration_breakdown,
@@ -104,21 +99,16 @@ def run(session: Session) -> list[Verdict]:
     def med(key: str) -> float:
         return median([r[key] for r in runs])
 
-    wall, glue, crawls, sql = med("wall"), med("glue"), med("crawls"), med("sql")
-    orchestration = med("orchestration")
-    work = glue + crawls + sql
+    wall, glue, sql, orchestration = med("wall"), med("glue"), med("sql"), med("orchestration")
+    work = glue + sql
     slowest = sorted(runs[0]["durations"].items(), key=lambda item: -item[1])[:8]
     glue_runs = ", ".join(f"{r['job']} {r['seconds']:.1f} s" for r in results[0]["glue_runs"])
-    crawled = ", ".join(f"{c['crawler']} {c['seconds']:.1f} s" for c in results[0]["glue_crawls"]) or "none"
     return [
         result_block(
             NAME,
             f"{DAG_ID}, {session.dag_orders:,} orders through dag.test()",
             measured=f"{repeat} run(s) on fresh batches of {session.dag_orders:,} orders, medians; stack on loopback",
-            baseline=(
-                "work: Glue jobs and crawls + SQL",
-                f"{work:.1f} s (Glue scripts {glue:.1f} s + crawls {crawls:.1f} s + warehouse SQL <= {sql:.1f} s)",
-            ),
+            baseline=("work: Glue + SQL", f"{work:.1f} s (Glue scripts {glue:.1f} s + warehouse SQL <= {sql:.1f} s)"),
             candidate=("dag.test() wall", f"{wall:.1f} s ({session.dag_orders / wall:,.0f} orders/s end to end)"),
             difference=f"orchestration share {orchestration:.1f} s = {orchestration / wall:.0%} of the wall time",
             ratio=f"wall / work = {wall / work:.2f}",
@@ -127,11 +117,10 @@ def run(session: Session) -> list[Verdict]:
             details=[
                 "orchestration share, broken down: "
                 f"Glue operators around their runs {med('glue_operator'):.1f} s (script upload, job update, "
-                f"polling, log fetch); other tasks {med('other_tasks'):.1f} s (sensor, claim, crawler tasks, "
+                f"polling, log fetch); other tasks {med('other_tasks'):.1f} s (sensor, claim, crawlers, "
                 f"counts from the audit report and parquet footers, GX footer checks, reconcile, SNS); "
                 f"between tasks {med('between_tasks'):.1f} s",
-                f"with the crawls counted as orchestration too: {(orchestration + crawls) / wall:.0%} of the wall time",
-                f"Glue job runs (StartedOn..CompletedOn): {glue_runs}; crawls: {crawled}",
+                f"Glue job runs (StartedOn..CompletedOn): {glue_runs}",
                 "slowest tasks: " + ", ".join(f"{task_id} {seconds:.1f} s" for task_id, seconds in slowest),
                 f"peak RSS of the dag.test() process (tasks run in it): "
                 f"{median([r['child_peak_rss_mb'] for r in results]):,.0f} MB",
@@ -170,7 +159,6 @@ def child_main(result_file: Path, batch_ids: list[str]) -> None:
             "state": str(dag_run.state),
             "wall_seconds": wall,
             "glue_runs": glue_job_runs(GLUE_JOBS, started_on),
-            "glue_crawls": glue_crawls(started_on),
             "tasks": task_records(dag_run),
             "loaded": landing.get("KeyCount", 0) > 0,  # the run took this batch and set its marker aside
         })  # fmt: skip
