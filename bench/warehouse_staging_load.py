@@ -30,6 +30,7 @@ import io
 import time
 
 from bench.common import (
+    DUMMY_CREDENTIALS,
     ORDERS_SCRIPTS,
     REPO,
     STAGING_BUCKET,
@@ -78,7 +79,13 @@ def _batch_as_csv(endpoint: str, batch_id: str, script) -> tuple[bytes, int]:
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
 
-    fs = pafs.S3FileSystem(endpoint_override=endpoint, region="eu-west-1")
+    # The stack's credentials, given: pyarrow's own chain would find none here, and sign nothing.
+    fs = pafs.S3FileSystem(
+        access_key=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        secret_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        endpoint_override=endpoint,
+        region="eu-west-1",
+    )
     location = f"{STAGING_BUCKET}/orders/run_id={batch_id}/"
     table = ds.dataset(location, filesystem=fs, format="parquet").to_table(columns=script.STAGING_COLUMNS)
     return _to_copy_csv(table, batch_id, script.STAGING_COLUMNS), table.num_rows
