@@ -3,8 +3,9 @@
 ``GlueJob`` is the provider's ``GlueJobOperator`` with three things every pipeline wants:
 
 - the script is the file versioned beside the DAG (``include/glue_scripts/<pipeline>/``): the
-  operator uploads it on every run (``replace_script_file``) and keeps the job definition in step
-  with the DAG (``update_config``), so what runs is always the script versioned beside it;
+  task uploads it on every run, with its modules and wheels, through one S3 client, and keeps the
+  job definition in step with the DAG (``update_config``), so what runs is always the script
+  versioned beside it;
 - Glue 5.0, the poll interval from ``etl_toolkit.settings``, and the role, artifacts bucket and
   the job's name from the environment (``etl_toolkit.environment``): the name carries the
   environment's, so that two environments can share an account;
@@ -88,7 +89,6 @@ class GlueJob(GlueJobOperator):
             iam_role_arn=environment.GLUE_ROLE_ARN,
             script_args=script_args or {},
             create_job_kwargs=job,
-            replace_script_file=True,
             update_config=True,
             verbose=True,
             stop_job_run_on_kill=True,
