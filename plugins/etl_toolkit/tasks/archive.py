@@ -11,10 +11,10 @@ import logging
 from collections import Counter
 from typing import Any
 
-from airflow.sdk import TriggerRule, task
+from airflow.sdk import TriggerRule
 
 from etl_toolkit import s3, sql
-from etl_toolkit.tasks.frame import current
+from etl_toolkit.tasks.frame import current, step
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def archive_objects(*, source_bucket: str, archive_bucket: str, objects_sql: str
 
     # Also after a skipped reconcile: an already-loaded batch is claimed again, and whatever an
     # earlier run left unarchived is moved now (the step is idempotent).
-    @task(task_id=task_id, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    @step(task_id=task_id, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def archive(source_bucket: str, archive_bucket: str, **context) -> dict[str, Any]:
         batch_id = frame.claim(context)["batch_id"]
         with sql.transaction() as cursor:

@@ -25,11 +25,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from airflow.sdk import TriggerRule, task
+from airflow.sdk import TriggerRule
 
 from etl_toolkit import environment, ledger, reconcile, s3, sql
 from etl_toolkit.settings import AWS_CONN_ID
-from etl_toolkit.tasks.frame import BatchFrame, current
+from etl_toolkit.tasks.frame import BatchFrame, current, step
 
 log = logging.getLogger(__name__)
 Count = Callable[[dict[str, Any]], tuple[dict[str, int], dict[str, Any]]]
@@ -40,7 +40,7 @@ def _count_task(layer: str, count: Count, *, rows: str | None = None, task_id: s
     entity whose count is the layer's row count in the ledger (default: all of them together)."""
     frame = current()
 
-    @task(task_id=task_id or f"count_{layer}", **task_kwargs)
+    @step(task_id=task_id or f"count_{layer}", **task_kwargs)
     def count_layer(**context) -> dict[str, Any]:
         counts, details = count(frame.claim(context))
         return frame.record_count(context, layer, counts, rows=rows, details=details)
@@ -219,7 +219,7 @@ def reconcile_batch(frame: BatchFrame, counted: dict[str, Any]):
     is SUCCESS in the ledger. ``counted``: layer -> the count task's output (an XComArg)."""
     pipeline = frame.pipeline
 
-    @task(task_id="reconcile", trigger_rule=TriggerRule.ALL_SUCCESS)
+    @step(task_id="reconcile", trigger_rule=TriggerRule.ALL_SUCCESS)
     def reconcile_counts(counted: dict[str, Any], **context) -> dict[str, Any]:
         claim = frame.claim(context)
         summary = reconcile.reconcile_all(pipeline, counted, claim)

@@ -48,7 +48,7 @@ from etl_toolkit.settings import (
     MARKER_POKE_SECONDS,
     MAX_ATTEMPTS,
 )
-from etl_toolkit.tasks.frame import CLAIM_KEY, BatchFrame
+from etl_toolkit.tasks.frame import CLAIM_KEY, BatchFrame, step
 
 _log = logging.getLogger(__name__)
 
@@ -381,7 +381,7 @@ def request_next_run(frame: BatchFrame, *, aws_conn_id: str = AWS_CONN_ID):
     pipeline, asset = frame.pipeline, frame.marker_asset
     alias = AssetAlias(f"{pipeline.name}_next_run")
 
-    @task(task_id="request_next_run", outlets=[alias], on_failure_callback=[])
+    @step(task_id="request_next_run", outlets=[alias], on_failure_callback=[])
     def request_next_run(**context) -> int:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 

@@ -14,6 +14,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow.sdk import task
+
 from etl_toolkit import ledger, reconcile
 from etl_toolkit.contract import Pipeline
 from etl_toolkit.task_cache import once_per_try
@@ -24,6 +26,17 @@ CLAIM_KEY = "claim"
 CLAIM_MACRO = "batch_claim"
 
 _current: ContextVar[BatchFrame | None] = ContextVar("etl_toolkit_batch_frame", default=None)
+
+
+def step(**kwargs: Any):
+    """``@task`` for the toolkit's steps: a step's result is one XCom, ``return_value``.
+
+    Airflow infers ``multiple_outputs`` from a ``dict`` return annotation and would then push each
+    key as an XCom of its own as well: one execution-API write per key (ten for a schema check),
+    on every task, that nothing reads. A step whose keys are read says ``multiple_outputs=True``.
+    """
+    kwargs.setdefault("multiple_outputs", False)
+    return task(**kwargs)
 
 
 class BatchFrame:

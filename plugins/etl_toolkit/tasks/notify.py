@@ -18,13 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
-from airflow.sdk import TriggerRule, task
+from airflow.sdk import TriggerRule
 
 from etl_toolkit import environment, ledger, messages, sns
 from etl_toolkit.contract import ARCHIVE_PREFIX, FAILED, LOADED, ClaimRefused, HolderUnknown, Pipeline, marker_key
 from etl_toolkit.markers import MarkerStore
 from etl_toolkit.settings import AWS_CONN_ID
-from etl_toolkit.tasks.frame import BatchFrame
+from etl_toolkit.tasks.frame import BatchFrame, step
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def publish_success(frame: BatchFrame, summary, *, aws_conn_id: str = AWS_CONN_I
     """
     pipeline = frame.pipeline
 
-    @task(task_id="notify_success", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    @step(task_id="notify_success", trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def notify_success(summary: dict[str, Any] | None, **context) -> dict[str, Any]:
         claim = frame.claim(context)
         marker = _set_aside_as_loaded(pipeline, claim, aws_conn_id)

@@ -9,10 +9,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
 from etl_toolkit.contract import BATCH_ID_PATTERN, InvalidMarker, is_batch_id
+from etl_toolkit.tasks.frame import step
 
 _log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def plan_batch(
     (comma-separated), else all of ``allowed``; one name off the list fails the run at once.
     """
 
-    @task(task_id="plan_batch")
+    @step(task_id="plan_batch")
     def plan_batch(**context) -> dict[str, Any]:
         from airflow.sdk import Variable
 

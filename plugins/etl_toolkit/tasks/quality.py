@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException
 
 from etl_toolkit import s3, schema_checks
-from etl_toolkit.tasks.frame import current
+from etl_toolkit.tasks.frame import current, step
 
 
 def _check(suite: schema_checks.SchemaSuite, footers: list, batch_id: str) -> dict[str, Any]:
@@ -30,7 +29,7 @@ def check_objects_in_report(suite: str, *, bucket: str, report_bucket: str, repo
     frame = current()
     checked = schema_checks.load_suite(frame.pipeline.name, suite)
 
-    @task(task_id=f"check_{suite}_schema", **task_kwargs)
+    @step(task_id=f"check_{suite}_schema", **task_kwargs)
     def check_schema(bucket: str, report_bucket: str, **context) -> dict[str, Any]:
         batch_id = frame.claim(context)["batch_id"]
         hook = s3.s3_hook()
@@ -46,7 +45,7 @@ def check_parquet(suite: str, *, bucket: str, prefix: str, **task_kwargs):
     frame = current()
     checked = schema_checks.load_suite(frame.pipeline.name, suite)
 
-    @task(task_id=f"check_{suite}_schema", **task_kwargs)
+    @step(task_id=f"check_{suite}_schema", **task_kwargs)
     def check_schema(bucket: str, **context) -> dict[str, Any]:
         batch_id = frame.claim(context)["batch_id"]
         hook = s3.s3_hook()
@@ -66,7 +65,7 @@ def check_parquet_datasets(layer: str, *, bucket: str, datasets: dict[str, str],
     frame = current()
     suites = {entity: schema_checks.load_suite(frame.pipeline.name, f"{layer}_{entity}") for entity in datasets}
 
-    @task(task_id=f"check_{layer}_schema", **task_kwargs)
+    @step(task_id=f"check_{layer}_schema", **task_kwargs)
     def check_schema(bucket: str, **context) -> dict[str, Any]:
         batch_id = frame.claim(context)["batch_id"]
         hook = s3.s3_hook()
@@ -93,7 +92,7 @@ def check_csv_objects(suite: str, *, bucket: str, prefix: str, **task_kwargs):
     frame = current()
     checked = schema_checks.load_suite(frame.pipeline.name, suite)
 
-    @task(task_id=f"check_{suite}_schema", **task_kwargs)
+    @step(task_id=f"check_{suite}_schema", **task_kwargs)
     def check_schema(bucket: str, **context) -> dict[str, Any]:
         claim = frame.claim(context)
         hook = s3.s3_hook()

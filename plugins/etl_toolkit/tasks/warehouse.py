@@ -7,18 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import task
-
 from etl_toolkit import ledger, s3, sql
 from etl_toolkit.contract import CountMismatch
-from etl_toolkit.tasks.frame import current
+from etl_toolkit.tasks.frame import current, step
 
 
 def create_tables(files: tuple[str, ...] = ("create_tables.sql",)):
     """Task ``create_warehouse_tables``: the pipeline's schema and tables (idempotent DDL)."""
     pipeline = current().pipeline.name
 
-    @task(task_id="create_warehouse_tables")
+    @step(task_id="create_warehouse_tables")
     def create_warehouse_tables() -> None:
         with sql.transaction() as cursor:
             for name in files:
@@ -49,7 +47,7 @@ def run_batch_sql(*, task_id: str, files: list[str], **task_kwargs):
     frame = current()
     pipeline = frame.pipeline.name
 
-    @task(task_id=task_id, **task_kwargs)
+    @step(task_id=task_id, **task_kwargs)
     def run_files(**context) -> dict[str, Any]:
         claim = frame.claim(context)
         with sql.transaction() as cursor:
@@ -91,7 +89,7 @@ def load_batch(
     frame.pipeline.layer(layer)
     counts_before = dict(counts_before or {})
 
-    @task(task_id=task_id, multiple_outputs=bool(counts_before or counted_as), **task_kwargs)
+    @step(task_id=task_id, multiple_outputs=bool(counts_before or counted_as), **task_kwargs)
     def load(extra: dict[str, str], **context) -> dict[str, Any]:
         claim = frame.claim(context)
         batch_id = claim["batch_id"]
@@ -146,7 +144,7 @@ def load_parquet_tables(
     frame = current()
     pipeline = frame.pipeline.name
 
-    @task(task_id=task_id, **task_kwargs)
+    @step(task_id=task_id, **task_kwargs)
     def load(bucket: str, **context) -> dict[str, Any]:
         import pyarrow as pa
         import pyarrow.parquet as pq
