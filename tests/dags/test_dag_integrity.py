@@ -91,3 +91,21 @@ print(sorted(bag.dags))
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "orders_pipeline" in result.stdout
+
+
+def test_a_task_pushes_the_keys_of_its_result_as_xcoms_only_when_a_task_reads_them(dagbag):
+    """Each XCom is a write through the execution API: a dict result is one XCom unless a
+    downstream task takes one of its keys (``multiple_outputs``)."""
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    for dag in dagbag.dags.values():
+        read = {
+            (operator.task_id, key)
+            for task in dag.tasks
+            for field in ("op_args", "op_kwargs", *task.template_fields)
+            for operator, key in XComArg.iter_xcom_references(getattr(task, field, None))
+        }
+        for task in dag.tasks:
+            if getattr(task, "multiple_outputs", False):
+                keys = {key for task_id, key in read if task_id == task.task_id} - {"return_value"}
+                assert keys, f"{dag.dag_id}.{task.task_id} pushes every key of its result, and no task reads one"
