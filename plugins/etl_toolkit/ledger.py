@@ -4,7 +4,8 @@ Layer 3. The warehouse schema ``audit`` is the pipelines' memory across runs and
 
 - ``audit.batches``: one row per (pipeline, batch): status RUNNING, SUCCESS or FAILED, the run
   that holds it, the marker version it was claimed with, and how many claims it has had since it
-  last started afresh (``attempts``);
+  last started afresh (``attempts``), and which run last published a FAILURE for it, so that a
+  run publishes one however many of its tasks fail;
 - ``audit.layer_counts``: one row per (pipeline, batch, layer): the counted rows and the run.
 
 A claim is exact: claims of one batch queue on an advisory lock, and a batch held by a live run
@@ -182,6 +183,19 @@ def close(pipeline: str, batch_id: str, run_id: str, status: str, error: str | N
                 f"batch {batch_id} of {pipeline} is no longer held by run {run_id} (another run took it over); "
                 f"not recording {status}"
             )
+
+
+def first_failure_of_run(pipeline: str, batch_id: str, run_id: str, clear_number: int) -> bool:
+    """Whether a failed task of ``run_id`` is the first of its run to fail since the run last
+    (re)started, and so the one to announce the failure: tasks that fail side by side (or one
+    after the other, as a failure's retries run out) get True once per run. A run cleared in the
+    UI has a new ``clear_number``: its next failure is announced again."""
+    keys = {"pipeline": pipeline, "batch_id": batch_id}
+    with sql.transaction() as cursor:
+        sql.execute(cursor, "audit", "lock_batch.sql", keys)
+        first = sql.execute(cursor, "audit", "announce_failure.sql",
+                            {**keys, "dag_run_id": run_id, "announced": f"{run_id}#{clear_number}"})  # fmt: skip
+    return bool(first)
 
 
 def check_holder(cursor, pipeline: str, batch_id: str, run_id: str) -> None:

@@ -21,6 +21,7 @@ import pytest
 from devstack.sample_data.orders import write_marker, write_orders_batch
 from etl_toolkit import environment, ledger
 from etl_toolkit.contract import ClaimRefused, HolderUnknown
+from etl_toolkit.markers import version_of
 from tests.conftest import run_dag
 from tests.faults import corrupt_data_pages
 
@@ -146,6 +147,55 @@ def test_a_failure_notification_that_cannot_be_published_still_sets_the_batch_as
     write_marker(aws("s3"), LANDING, "life-topic-fixed", "{not json")
     assert run_dag(orders_dag)[0].state == "failed"
     assert [m["subject"] for m in inbox("etl-failure-inbox")] == ["FAILURE orders life-topic-fixed"]
+
+
+def test_tasks_of_a_run_that_fail_side_by_side_publish_one_failure_and_a_cleared_run_announces_again(
+    aws, stack, airflow_db, inbox, warehouse, batch_start
+):
+    """Two tasks of one run fail at the same moment (as a layer's audits and the next job can): one
+    sets the batch aside and publishes, the other publishes nothing. Once the run is cleared (its
+    clear number goes up), its next failure is announced again."""
+    from types import SimpleNamespace
+
+    from etl_toolkit.tasks.notify import BatchFailureNotifier
+
+    batch_id, run_id = "life-side-by-side", f"manual__{uuid.uuid4()}"
+    marker = write_orders_batch(aws("s3"), LANDING, batch_id, orders=5, seed=45, started_at=batch_start)
+    head = aws("s3").head_object(Bucket=LANDING, Key=f"batch-completion/{batch_id}.json")
+    ledger.claim("orders", batch_id, run_id=run_id, marker_key=f"batch-completion/{batch_id}.json",
+                 marker_version=version_of(head),
+                 expected_counts=marker["expected_counts"], requested=False, reprocess=False,
+                 holder_alive=lambda holder: True, max_attempts=3)  # fmt: skip
+
+    def fail(task_id: str, clear_number: int, barrier: threading.Barrier | None = None) -> None:
+        context = {
+            "ti": SimpleNamespace(dag_id="orders_pipeline", task_id=task_id, try_number=1, log_url=""),
+            "run_id": run_id,
+            "dag_run": SimpleNamespace(clear_number=clear_number),
+            "exception": RuntimeError(f"{task_id} broke"),
+            "params": {},
+        }
+        notifier = BatchFailureNotifier(pipeline="orders", landing_bucket=LANDING)
+        if barrier:
+            barrier.wait()
+        notifier.notify(context)
+
+    barrier = threading.Barrier(2)
+    side_by_side = [threading.Thread(target=fail, args=(task, 0, barrier)) for task in ("check_schema", "next_job")]
+    for thread in side_by_side:
+        thread.start()
+    for thread in side_by_side:
+        thread.join()
+
+    [failure] = inbox("etl-failure-inbox")
+    assert failure["task_id"] in ("check_schema", "next_job") and failure["batch_id"] == batch_id
+    assert audit_row(warehouse, batch_id)["status"] == "FAILED"
+    assert key_exists(aws, f"batch-archive/failed/{batch_id}.json")
+
+    fail("check_schema", 0)  # the same run, not cleared: its retries running out later
+    assert inbox("etl-failure-inbox") == []
+    fail("check_schema", 1)  # cleared in the UI, and failed again
+    assert [m["error"] for m in inbox("etl-failure-inbox")] == ["RuntimeError: check_schema broke"]
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,8 @@ CREATE TABLE IF NOT EXISTS audit.batches (
 --                    is given up on)
 --   marker_version   the marker version (ETag@LastModified) the batch was claimed with
 --   rerun_requested  the marker was written again while the batch ran: the next claim loads it again
+--   failure_announced_by  the run (and how often it had been cleared) whose FAILURE was published:
+--                    the tasks of that run that fail after it publish nothing more
 DO $$
 DECLARE
     added text[];
@@ -29,7 +31,8 @@ BEGIN
     FOREACH added SLICE 1 IN ARRAY ARRAY[
         ['attempts', 'int NOT NULL DEFAULT 1'],
         ['marker_version', 'text'],
-        ['rerun_requested', 'boolean NOT NULL DEFAULT false']
+        ['rerun_requested', 'boolean NOT NULL DEFAULT false'],
+        ['failure_announced_by', 'text']
     ] LOOP
         IF NOT EXISTS (SELECT 1 FROM information_schema.columns
                        WHERE table_schema = 'audit' AND table_name = 'batches' AND column_name = added[1]) THEN

@@ -8,6 +8,10 @@ archive with its reason - and only then publishes, so a publish that fails (logg
 and raised) never leaves the batch claimed. If the warehouse cannot be reached, the batch stays
 claimed by a run that has ended: the next claim takes it over and counts an attempt, and after
 ``max_attempts`` gives up on it, so it cannot hold the batches behind it for good.
+
+One FAILURE per run: when tasks of a run fail side by side (a layer's audits run beside the
+next job), the first to fail sets the batch aside and publishes; the others log their error and
+publish nothing more. A run cleared in the UI announces its next failure again.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ class BatchFailureNotifier(SnsNotifier):
         ti, run_id = context["ti"], context["run_id"]
         error = context.get("exception")
         held = self._held_batch(run_id)
+        if held and not self._first_failure(held, run_id, context):
+            log.warning("Task %s failed too (%s): run %s has already set batch %s aside and announced its failure; "
+                        "not published again", ti.task_id, error, run_id, held["batch_id"])  # fmt: skip
+            return
         batch_id = (
             (held or {}).get("batch_id")
             or getattr(error, "batch_id", None)
@@ -84,6 +92,14 @@ class BatchFailureNotifier(SnsNotifier):
         except Exception:  # the warehouse unreachable: still announce the failure
             log.exception("Could not read which batch run %s holds", run_id)
             return None
+
+    def _first_failure(self, held: dict[str, Any], run_id: str, context) -> bool:
+        clear_number = getattr(context.get("dag_run"), "clear_number", None) or 0
+        try:
+            return ledger.first_failure_of_run(self.pipeline, held["batch_id"], run_id, clear_number)
+        except Exception:  # the warehouse unreachable: better twice than never
+            log.exception("Could not tell whether run %s has announced a failure already; announcing this one", run_id)
+            return True
 
     def _counts(self, batch_id: str | None, run_id: str) -> dict[str, Any]:
         if not (batch_id and self.landing_bucket):
