@@ -8,24 +8,27 @@ rule on `batch-completion/`, two crawlers, four Glue jobs, the DynamoDB audit ta
 **Steps**
 1. `wait_for_marker` waits, deferred in the triggerer, for `batch-completion/<batch_id>.json` in
    `fo-to-dw-orders-landing-area`; `claim_batch` takes the oldest marker and claims the batch.
-2. Landing: Glue `orders_audit_landing` counts the batch's orders and product lines after
-   at-least-once duplicates are dropped and lists its files → `count_landing` records the count
-   (compared with the marker's `expected_counts`) and, beside it, Great Expectations checks those
-   files' schema from their parquet footers. Beside them, the landing crawler catalogs the files, then
-   `create_warehouse_tables` makes sure the warehouse's tables exist before the load.
-3. Glue `orders_landing_to_staging` explodes products into lines (the batch's files and the
-   latest-copy rule come from `orders_batch.py`, shared with the audit job) → side by side: the
-   staging crawler (`staging_` prefix), the schema check and the audit count (must equal landing),
-   and the next job.
-4. Glue `orders_staging_to_warehouse_staging` COPYs the batch into `orders.stg_order_lines` →
+2. Side by side, both reading the batch's landing files (which files, and the latest-copy rule,
+   come from `orders_batch.py`, shared by the two jobs):
+   - the landing audit: Glue `orders_audit_landing` counts the batch's orders and product lines
+     after at-least-once duplicates are dropped and lists its files → `count_landing` records the
+     count (compared with the marker's `expected_counts`) and, beside it, Great Expectations checks
+     those files' schema from their parquet footers;
+   - Glue `orders_landing_to_staging` explodes products into lines, into the batch's own partition
+     of staging → side by side: the staging crawler (`staging_` prefix), the schema check, the
+     audit count (once landing's is in: it must equal it), and the next job;
+   - the landing crawler catalogs the files, then `create_warehouse_tables` makes sure the
+     warehouse's tables exist before the load.
+3. Glue `orders_staging_to_warehouse_staging` COPYs the batch into `orders.stg_order_lines` →
    `load_final_table` (once staging's audits passed too) takes the staging table's audit count,
    replaces the batch's orders in `orders.fact_order_lines`, and takes the final table's audit
    count in the same transaction, which must equal landing's. Write, audit, publish: every audit is
-   upstream of the final load, so a batch that fails one never reaches the final table.
-5. `reconcile` compares every declared layer; `notify_success` sets the marker aside as loaded
+   upstream of the final load, so a batch that fails one never reaches the final table (the jobs
+   beside a failed audit only rewrite the batch's own staging, which its next run rewrites again).
+4. `reconcile` compares every declared layer; `notify_success` sets the marker aside as loaded
    (or keeps it pending when it was written again meanwhile), then publishes the summary to SNS
-   `etl-success`. Any failed task first sets the marker aside under
-   `batch-archive/failed/` with the reason, then publishes to `etl-failure`.
+   `etl-success`. The first task to fail sets the marker aside under `batch-archive/failed/`
+   with the reason, then publishes to `etl-failure` (one FAILURE per run).
 
 **Trigger** Each run takes the oldest pending marker (how runs start: *Start mode*, below).
 To run one batch now (again),
@@ -83,19 +86,17 @@ def orders_pipeline(batch):
     )
     # The count (from the audit job's report) and the schema check (of the footers of the files the
     # report lists) need only the audit job.
-    landing_audits = [
-        audit.count_report(
-            "landing",
-            bucket=STAGING_BUCKET,
-            key=LANDING_REPORT,
-            entities={"orders": "orders", "order_lines": "order_lines"},
-            rows="orders",
-            details=("duplicates_dropped", "rows_read", "objects_listed", "partitions"),
-        ),
-        quality.check_objects_in_report(
-            "landing", bucket=LANDING_BUCKET, report_bucket=STAGING_BUCKET, report_key=LANDING_REPORT
-        ),
-    ]
+    count_landing = audit.count_report(
+        "landing",
+        bucket=STAGING_BUCKET,
+        key=LANDING_REPORT,
+        entities={"orders": "orders", "order_lines": "order_lines"},
+        rows="orders",
+        details=("duplicates_dropped", "rows_read", "objects_listed", "partitions"),
+    )
+    check_landing = quality.check_objects_in_report(
+        "landing", bucket=LANDING_BUCKET, report_bucket=STAGING_BUCKET, report_key=LANDING_REPORT
+    )
     # The crawler only catalogs the files for Athena's users (the jobs read the batch's files directly).
     crawl_landing = glue.CatalogCrawler(
         task_id="crawl_landing",
@@ -113,10 +114,10 @@ def orders_pipeline(batch):
         outlets=[STAGING],
     )
     # The check and the count read the batch's parquet footers themselves.
-    staging_audits = [
-        quality.check_parquet("staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/"),
-        audit.count_parquet("staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/", entity="order_lines"),
-    ]
+    check_staging = quality.check_parquet("staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/")
+    count_staging = audit.count_parquet(
+        "staging", bucket=STAGING_BUCKET, prefix="orders/run_id={batch_id}/", entity="order_lines"
+    )
     crawl_staging = glue.CatalogCrawler(
         task_id="crawl_staging",
         config=glue.crawler_config(
@@ -155,13 +156,16 @@ def orders_pipeline(batch):
         outlets=[FINAL],
     )
 
-    # Each Glue job starts as soon as what it reads is judged; a layer's audits run beside the next
-    # job, and every audit is upstream of the final load (write, audit, publish): a batch that
-    # fails one never reaches the final table. The crawlers and the warehouse's tables are off the
-    # way (nothing but the load needs the tables).
-    chain(audit_landing, landing_audits, landing_to_staging, to_warehouse_staging, load_final_table)
-    landing_to_staging >> [*staging_audits, crawl_staging]
-    staging_audits >> load_final_table  # its staging-table count compares itself with staging's
+    # Write, audit, publish: the jobs write the batch's own partition of staging and of the
+    # warehouse's staging table, each layer's audits run beside the next job, and only the final
+    # load waits for every audit, so a batch that fails one never reaches the final table. The
+    # landing audit job starts with the first job, both reading landing. The crawlers and the
+    # warehouse's tables are off the way (nothing but the load needs the tables).
+    audit_landing >> [count_landing, check_landing]
+    chain(landing_to_staging, to_warehouse_staging, load_final_table)
+    landing_to_staging >> [check_staging, count_staging, crawl_staging]
+    count_landing >> count_staging  # staging's count is checked against landing's at once
+    [count_landing, check_landing, check_staging, count_staging] >> load_final_table
     crawl_landing >> create_tables >> to_warehouse_staging
 
 

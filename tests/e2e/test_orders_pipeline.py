@@ -372,7 +372,9 @@ def test_expected_counts_that_disagree_with_the_data_fail_with_the_counts_table(
     dag_run, tis = run_dag(orders_dag)
 
     assert dag_run.state == "failed" and tis["count_landing"].state == "failed"
-    assert tis["landing_to_staging"].state == "upstream_failed"
+    # The jobs beside the landing audit wrote the batch's own staging; the final load never ran.
+    assert tis["count_staging"].state == "upstream_failed" and tis["load_final_table"].state == "upstream_failed"
+    assert final_lines(warehouse, "e2e-short") == 0
     [failure] = inbox("etl-failure-inbox")
     landed = marker["expected_counts"]["order_lines"]
     assert f"landing has {landed} order_lines, the marker expects {claimed['order_lines']}" in failure["error"]
