@@ -8,5 +8,6 @@
 - ``warehouse`` the pipeline's DDL and the SQL that loads a batch
 - ``notify``    the SUCCESS summary and the failure notifier
 - ``producing`` for a DAG that writes batches: name the batch and what it covers
-- ``frame``     the batch a DAG's tasks work on (set up by ``etl_toolkit.pipeline``)
+- ``frame``     the batch a DAG's tasks work on (set up by ``etl_toolkit.pipeline``), and ``step``,
+                the ``@task`` every factory's Python steps are made with (one XCom each)
 """

@@ -4,6 +4,8 @@
 while the DAG file's steps are built, so that the task factories find the pipeline's declaration
 and the claim task without any task-id convention: the frame holds the claim operator's real id
 (a TaskGroup or a rename changes nothing) and registers which task counts which layer.
+
+``step`` is the ``@task`` the factories make their Python steps with.
 """
 
 from __future__ import annotations
