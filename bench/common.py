@@ -400,7 +400,7 @@ def airflow_environment(stack: Stack, airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
-        **local_airflow_config(),  # as make airflow: Glue polled every 0.25 s, shared AWS models
+        **local_airflow_config(),  # as make airflow: Glue polled every 0.1 s, shared AWS models
         "AIRFLOW__ETL__RETRY_DELAY_SECONDS": "1",
         "ETL_INCLUDE_DIR": str(REPO / "include"),
     }

@@ -4,7 +4,7 @@ time is orchestration rather than the work itself.
 Replacing Step Functions with Airflow is only worth it if the orchestrator's share of a batch stays
 small next to the work. The stack is the test suite's (``python -m devstack up`` on free ports);
 Airflow is configured as ``tests/conftest.py`` configures it (SQLite metadata database in a
-temporary AIRFLOW_HOME, Glue polled every 0.25 s as under make airflow), in a child process so
+temporary AIRFLOW_HOME, Glue polled every 0.1 s as under make airflow), in a child process so
 that the configuration is set before Airflow is imported, except that its DAG bundle holds the
 orders DAG file alone: ``dag.test()`` parses and writes every DAG of its bundle again on each
 call, about 0.25 s for the project's six, which no scheduler pays for a run. The batch

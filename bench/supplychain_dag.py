@@ -3,7 +3,7 @@ of its wall time is orchestration rather than the work itself.
 
 The approach of bench/orders_dag.py: the test suite's stack (``python -m devstack up`` on free
 ports), Airflow configured as ``tests/conftest.py`` configures it (SQLite metadata database in a
-temporary AIRFLOW_HOME, Glue polled every 0.25 s as under make airflow) in a child process, and the
+temporary AIRFLOW_HOME, Glue polled every 0.1 s as under make airflow) in a child process, and the
 drop found by the deferrable sensor from its marker, as in production. The supply-chain buckets are emptied
 and the ``supplychain`` warehouse schema and audit rows dropped first; the source is a default
 ``populate``'s state (``devstack.sample_data.supplychain``). The measured drop holds

@@ -41,7 +41,7 @@ os.environ.update(
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
     AIRFLOW__CORE__UNIT_TEST_MODE="False",
-    **local_airflow_config(),  # as make airflow: Glue polled every 0.25 s, shared AWS models
+    **local_airflow_config(),  # as make airflow: Glue polled every 0.1 s, shared AWS models
     AIRFLOW__ETL__RETRY_DELAY_SECONDS="1",
     # The totesys extract trails the source's clock by this lag so that late commits are not
     # skipped; the tests write rows and extract them at once (the lag's own test sets its own).
