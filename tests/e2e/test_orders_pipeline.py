@@ -467,9 +467,11 @@ def test_a_corrupt_parquet_file_fails_naming_the_object_and_loads_nothing(
         },
     )
 
-    dag_run, _ = run_dag(orders_dag)
+    dag_run, tis = run_dag(orders_dag)
 
+    # Both jobs that read landing fail on the object, side by side: the run announces one failure.
     assert dag_run.state == "failed"
+    assert tis["audit_landing"].state == "failed" and tis["landing_to_staging"].state == "failed"
     [failure] = inbox("etl-failure-inbox")
     assert corrupt_key in failure["error"]
     assert final_lines(warehouse, "e2e-corrupt") == 0
